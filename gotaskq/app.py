@@ -1,0 +1,199 @@
+"""The App: the public library API that ties settings, a backend, handlers and metrics together."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .backends.base import Backend, Enqueued, Page, QueueInfo
+from .config import Settings
+from .errors import QueueNotFound
+from .handlers import Handler, HandlerRegistry
+from .job import Job, JSONValue, NewJob, validate_job_id, validate_queue_name
+from .metrics import Metrics
+from .states import JobStatus
+
+log = logging.getLogger("gotaskq")
+DEFAULT_QUEUE = "default"
+
+
+def make_backend(settings: Settings) -> Backend:
+    """RedisBackend when REDIS_URL is configured, else the in-process MemoryBackend."""
+    if settings.redis_url is not None:
+        from .backends.redis import RedisBackend
+
+        return RedisBackend(settings)
+    from .backends.memory import MemoryBackend
+
+    return MemoryBackend(settings)
+
+
+class App:
+    """A gotaskq application.
+
+    >>> app = App()                      # settings from the environment
+    >>> @app.task("email")
+    ... async def send(job): ...
+    >>> await app.start(); job = await app.enqueue("email", {"to": "a@b.c"})
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        backend: Backend | None = None,
+        *,
+        builtins: bool = True,
+    ) -> None:
+        self.settings = settings or Settings.from_env()
+        self.backend: Backend = backend or make_backend(self.settings)
+        self.registry = HandlerRegistry()
+        self.metrics = Metrics()
+        self._started = False
+        if builtins:
+            from .builtin_handlers import register_builtins
+
+            register_builtins(self.registry, self.settings)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Connect the backend, make sure the ``default`` queue exists, import GOTASKQ_HANDLERS."""
+        if self._started:
+            return
+        for module in self.settings.handlers:
+            mod = importlib.import_module(module)
+            register = getattr(mod, "register", None)
+            if callable(register):
+                register(self)
+        await self.backend.connect()
+        await self.backend.create_queue(DEFAULT_QUEUE)
+        for name in await self.backend.list_queues():
+            self.metrics.queue_created(name)
+        self._started = True
+
+    async def close(self) -> None:
+        await self.backend.close()
+        self._started = False
+
+    async def __aenter__(self) -> App:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def task(self, job_type: str) -> Callable[[Handler], Handler]:
+        """Decorator registering a handler for ``job_type``; it receives the ``Job``."""
+        return self.registry.task(job_type)
+
+    # -- producers -------------------------------------------------------------------------
+    def new_job(
+        self,
+        type: str,
+        payload: JSONValue = None,
+        *,
+        queue: str = DEFAULT_QUEUE,
+        priority: int = 0,
+        delay: float = 0,
+        run_at: float | None = None,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> NewJob:
+        """A validated job request, with MAX_RETRIES and JOB_TIMEOUT as defaults."""
+        return NewJob.build(
+            type,
+            payload,
+            queue=queue,
+            priority=priority,
+            delay=delay,
+            run_at=run_at,
+            max_retries=self.settings.max_retries if max_retries is None else max_retries,
+            timeout=self.settings.job_timeout if timeout is None else timeout,
+            idempotency_key=idempotency_key,
+        )
+
+    async def enqueue(self, type: str, payload: JSONValue = None, **options: Any) -> Job:
+        """Enqueue one job and return it once persisted. Options as in ``new_job``."""
+        return (await self.submit(self.new_job(type, payload, **options))).job
+
+    async def submit(self, spec: NewJob) -> Enqueued:
+        """Enqueue a built job; ``created`` is False when an idempotency key matched."""
+        await self._ensure_queue(spec.queue)
+        out = await self.backend.enqueue(spec)
+        if out.created:
+            self.metrics.enqueued.labels(spec.queue).inc()
+        return out
+
+    async def submit_many(self, specs: Sequence[NewJob]) -> list[Enqueued]:
+        """Enqueue many jobs in as few round trips as the backend allows."""
+        for name in sorted({s.queue for s in specs}):
+            await self._ensure_queue(name)
+        out = await self.backend.enqueue_many(specs)
+        for e in out:
+            if e.created:
+                self.metrics.enqueued.labels(e.job.queue).inc()
+        return out
+
+    async def _ensure_queue(self, name: str) -> None:
+        if self.settings.auto_create_queues:
+            await self.create_queue(name)
+
+    async def get_job(self, job_id: str) -> Job | None:
+        return await self.backend.get_job(validate_job_id(job_id))
+
+    async def cancel(self, job_id: str) -> Job:
+        return await self.backend.cancel(validate_job_id(job_id))
+
+    # -- queues ----------------------------------------------------------------------------
+    async def create_queue(self, name: str) -> bool:
+        created = await self.backend.create_queue(validate_queue_name(name))
+        self.metrics.queue_created(name)
+        return created
+
+    async def list_queues(self) -> list[QueueInfo]:
+        out = []
+        for name in await self.backend.list_queues():
+            try:
+                out.append(await self.backend.queue_info(name))
+            except QueueNotFound:
+                continue
+        return out
+
+    async def queue_info(self, name: str) -> QueueInfo:
+        return await self.backend.queue_info(validate_queue_name(name))
+
+    async def pause(self, name: str) -> QueueInfo:
+        return await self.backend.set_paused(validate_queue_name(name), True)
+
+    async def resume(self, name: str) -> QueueInfo:
+        return await self.backend.set_paused(validate_queue_name(name), False)
+
+    async def list_jobs(self, queue: str, status: JobStatus, limit: int = 50, cursor: str | None = None) -> Page:
+        return await self.backend.list_jobs(validate_queue_name(queue), status, limit, cursor)
+
+    # -- dead-letter queue -----------------------------------------------------------------
+    async def dlq_list(self, queue: str | None = None, limit: int = 100, cursor: str | None = None) -> Page:
+        if queue is not None:
+            validate_queue_name(queue)
+        return await self.backend.list_dead(queue, limit, cursor)
+
+    async def dlq_replay(self, job_id: str) -> Job:
+        return await self.backend.replay(validate_job_id(job_id))
+
+    async def dlq_replay_all(self, queue: str) -> int:
+        return await self.backend.replay_all(validate_queue_name(queue))
+
+    async def dlq_delete(self, job_id: str) -> None:
+        await self.backend.delete_dead(validate_job_id(job_id))
+
+    async def dlq_purge(self, queue: str) -> int:
+        return await self.backend.purge_dead(validate_queue_name(queue))
+
+    # -- workers ---------------------------------------------------------------------------
+    def worker(self, concurrency: int | None = None) -> Any:
+        """A Worker pool for this app (``await worker.run()`` until ``worker.stop()``)."""
+        from .worker import Worker
+
+        return Worker(self, concurrency=concurrency)

@@ -1,0 +1,137 @@
+"""The Backend protocol: every storage operation gotaskq needs, with one meaning for all stores."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..job import Job, NewJob
+from ..states import JobStatus
+
+
+@dataclass(slots=True, frozen=True)
+class Enqueued:
+    """Result of an enqueue: the job, and whether it was created now (False: idempotent replay)."""
+
+    job: Job
+    created: bool
+
+
+@dataclass(slots=True, frozen=True)
+class Claimed:
+    """A job handed to a worker, with the lease token that fences every later write."""
+
+    job: Job
+    token: int
+
+
+@dataclass(slots=True, frozen=True)
+class ClaimBatch:
+    jobs: list[Claimed]
+    next_due_ms: int | None  # when the earliest delayed job of the queue becomes due
+
+
+@dataclass(slots=True, frozen=True)
+class Completion:
+    job_id: str
+    token: int
+    result_json: bytes
+
+
+@dataclass(slots=True, frozen=True)
+class FailOutcome:
+    status: JobStatus  # SCHEDULED (will retry) or DEAD
+    job: Job
+
+
+@dataclass(slots=True, frozen=True)
+class Recovered:
+    requeued: list[str]
+    dead: list[str]
+
+
+@dataclass(slots=True, frozen=True)
+class QueueInfo:
+    name: str
+    paused: bool
+    pending: int
+    scheduled: int
+    running: int
+    dead: int
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "paused": self.paused,
+            "pending": self.pending,
+            "scheduled": self.scheduled,
+            "running": self.running,
+            "dead": self.dead,
+        }
+
+
+@dataclass(slots=True, frozen=True)
+class Page:
+    jobs: list[Job]
+    next_cursor: str | None
+
+
+class Backend(Protocol):
+    """Storage for jobs and queues. Every method is one atomic transition (or a read).
+
+    Lease tokens fence writes: ``complete``, ``fail``, ``extend_leases`` and ``release``
+    refuse (return False / raise StaleLease) when the token is not the job's current lease.
+    """
+
+    name: str
+
+    async def connect(self) -> None: ...
+    async def close(self) -> None: ...
+    async def ping(self) -> None:
+        """Raise BackendUnavailable when the store cannot be reached."""
+
+    # queues
+    async def create_queue(self, name: str) -> bool:
+        """Create a queue; True if created now, False if it existed."""
+    async def queue_exists(self, name: str) -> bool: ...
+    async def list_queues(self) -> list[str]: ...
+    async def queue_info(self, name: str) -> QueueInfo:
+        """Counts per state; raise QueueNotFound."""
+    async def set_paused(self, name: str, paused: bool) -> QueueInfo: ...
+
+    # producers
+    async def enqueue(self, spec: NewJob) -> Enqueued:
+        """Persist a job atomically; raise QueueNotFound, QueueFull, IdempotencyConflict."""
+    async def enqueue_many(self, specs: Sequence[NewJob]) -> list[Enqueued]: ...
+    async def get_job(self, job_id: str) -> Job | None: ...
+    async def cancel(self, job_id: str) -> Job:
+        """PENDING/SCHEDULED -> CANCELLED; raise JobNotFound or InvalidTransition."""
+    async def list_jobs(
+        self, queue: str, status: JobStatus, limit: int, cursor: str | None
+    ) -> Page:
+        """Jobs of one queue in one waiting/running/dead state, newest first."""
+
+    # workers
+    async def claim(self, queue: str, count: int, lease_ms: int) -> ClaimBatch:
+        """Promote due delayed jobs, then lease up to ``count`` ready jobs (attempts += 1)."""
+    async def extend_leases(self, queue: str, leases: Sequence[tuple[str, int]], lease_ms: int) -> list[bool]: ...
+    async def complete(self, queue: str, done: Sequence[Completion]) -> list[bool]:
+        """RUNNING -> DONE for each (False where the lease is stale)."""
+    async def fail(self, job: Job, token: int, error: str, retry_delay_ms: int) -> FailOutcome:
+        """RUNNING -> SCHEDULED (attempts left) or DEAD; raise StaleLease."""
+    async def release(self, queue: str, leases: Sequence[tuple[str, int]]) -> list[bool]:
+        """RUNNING -> PENDING without counting the attempt (graceful shutdown)."""
+    async def recover_expired(self, queue: str, limit: int = 500) -> Recovered:
+        """Jobs whose lease deadline passed: back to PENDING, or DEAD when attempts are spent."""
+    async def wait_for_work(self, timeout: float) -> None:
+        """Sleep until an enqueue may have made work available, or ``timeout`` seconds."""
+
+    # dead-letter queue
+    async def list_dead(self, queue: str | None, limit: int, cursor: str | None) -> Page: ...
+    async def replay(self, job_id: str) -> Job:
+        """DEAD -> PENDING with attempts reset; raise JobNotFound or InvalidTransition."""
+    async def replay_all(self, queue: str) -> int: ...
+    async def delete_dead(self, job_id: str) -> None:
+        """Remove a DEAD job for good; raise JobNotFound or InvalidTransition."""
+    async def purge_dead(self, queue: str) -> int: ...

@@ -1,0 +1,432 @@
+"""MemoryBackend: the Backend protocol in process, with the same semantics as the Lua scripts.
+
+Every method runs without awaiting in between, so on one event loop each is atomic, as a
+Lua script is in Redis. It is the default store when no REDIS_URL is configured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import orjson
+
+from ..config import Settings
+from ..errors import (
+    IdempotencyConflict,
+    InvalidTransition,
+    JobNotFound,
+    QueueFull,
+    QueueNotFound,
+    StaleLease,
+)
+from ..ids import Snowflake
+from ..job import Job, NewJob, error_entry, now_ms, validate_queue_name
+from ..states import JobStatus, can_move
+from .base import (
+    Claimed,
+    ClaimBatch,
+    Completion,
+    Enqueued,
+    FailOutcome,
+    Page,
+    QueueInfo,
+    Recovered,
+)
+from .paging import all_queues_page, decode_cursor, encode_cursor
+
+S = JobStatus
+
+
+@dataclass
+class _ZSet:
+    """A sorted set with lazy heap deletion: ``scores`` is the truth, the heap may hold stale pairs."""
+
+    scores: dict[str, float] = field(default_factory=dict)
+    heap: list[tuple[float, int, str]] = field(default_factory=list)
+
+    def add(self, member: str, score: float) -> None:
+        self.scores[member] = score
+        heapq.heappush(self.heap, (score, int(member), member))
+
+    def remove(self, member: str) -> bool:
+        return self.scores.pop(member, None) is not None
+
+    def peek_min(self) -> tuple[float, str] | None:
+        while self.heap:
+            score, _, member = self.heap[0]
+            if self.scores.get(member) == score:
+                return score, member
+            heapq.heappop(self.heap)
+        return None
+
+    def pop_min(self) -> tuple[float, str] | None:
+        top = self.peek_min()
+        if top is not None:
+            heapq.heappop(self.heap)
+            del self.scores[top[1]]
+        return top
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+@dataclass
+class _Queue:
+    paused: bool = False
+    ready: _ZSet = field(default_factory=_ZSet)
+    delayed: _ZSet = field(default_factory=_ZSet)
+    running: _ZSet = field(default_factory=_ZSet)
+    dead: _ZSet = field(default_factory=_ZSet)
+
+
+class MemoryBackend:
+    name = "memory"
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        s = settings or Settings()
+        self.settings = s
+        self._aging_ms = int(s.priority_aging * 1000)
+        self._done_ttl_ms = int(s.complete_job_ttl * 1000)
+        self._idem_ttl_ms = int(s.idempotency_ttl * 1000)
+        self._queues: dict[str, _Queue] = {}
+        self._jobs: dict[str, Job] = {}
+        self._fp: dict[str, str] = {}
+        self._expiry: list[tuple[int, str]] = []  # (expires at ms, job id) of DONE/CANCELLED jobs
+        self._idem: dict[tuple[str, str], tuple[str, str, int]] = {}  # -> (id, fp, expires ms)
+        self._ids = Snowflake(node=0)
+        self._wake = asyncio.Event()
+
+    async def connect(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def ping(self) -> None:
+        return None
+
+    # -- queues -------------------------------------------------------------------------
+    async def create_queue(self, name: str) -> bool:
+        validate_queue_name(name)
+        if name in self._queues:
+            return False
+        self._queues[name] = _Queue()
+        self._wake.set()
+        return True
+
+    async def queue_exists(self, name: str) -> bool:
+        return name in self._queues
+
+    async def list_queues(self) -> list[str]:
+        return sorted(self._queues)
+
+    def _queue(self, name: str) -> _Queue:
+        q = self._queues.get(name)
+        if q is None:
+            raise QueueNotFound(f"queue {name!r} does not exist")
+        return q
+
+    async def queue_info(self, name: str) -> QueueInfo:
+        q = self._queue(name)
+        return QueueInfo(name, q.paused, len(q.ready), len(q.delayed), len(q.running), len(q.dead))
+
+    async def set_paused(self, name: str, paused: bool) -> QueueInfo:
+        self._queue(name).paused = paused
+        if not paused:
+            self._wake.set()
+        return await self.queue_info(name)
+
+    # -- producers ----------------------------------------------------------------------
+    def _ready_score(self, job: Job) -> float:
+        return float((job.run_at or job.created_at) - job.priority * self._aging_ms)
+
+    def _sweep(self, now: int) -> None:
+        while self._expiry and self._expiry[0][0] <= now:
+            _, jid = heapq.heappop(self._expiry)
+            job = self._jobs.get(jid)
+            if job is not None and job.status in (S.DONE, S.CANCELLED) and job.finished_at is not None:
+                if job.finished_at + self._done_ttl_ms <= now:
+                    del self._jobs[jid]
+                    self._fp.pop(jid, None)
+
+    def _enqueue_one(self, spec: NewJob, fp: str, now: int) -> Enqueued:
+        q = self._queue(spec.queue)
+        if spec.idempotency_key is not None:
+            hit = self._idem.get((spec.queue, spec.idempotency_key))
+            if hit is not None and hit[2] > now:
+                if hit[1] != fp:
+                    raise IdempotencyConflict("idempotency key was used for a different job", hit[0])
+                existing = self._jobs.get(hit[0])
+                if existing is not None:
+                    return Enqueued(replace(existing), created=False)
+                return Enqueued(_vanished(hit[0], spec), created=False)
+        depth = self.settings.max_queue_depth
+        if depth and len(q.ready) + len(q.delayed) >= depth:
+            raise QueueFull(f"queue {spec.queue!r} holds {depth} waiting jobs")
+        run_at = spec.run_at_ms if spec.run_at_ms is not None else (now + spec.delay_ms if spec.delay_ms else None)
+        if run_at is not None and run_at <= now:
+            run_at = None
+        job = Job(
+            id=self._ids.next_str(),
+            queue=spec.queue,
+            type=spec.type,
+            payload=orjson.loads(spec.payload_json),
+            priority=spec.priority,
+            status=S.SCHEDULED if run_at is not None else S.PENDING,
+            attempts=0,
+            max_retries=spec.max_retries,
+            timeout=spec.timeout,
+            run_at=run_at,
+            idempotency_key=spec.idempotency_key,
+            created_at=now,
+            updated_at=now,
+        )
+        self._jobs[job.id] = job
+        self._fp[job.id] = fp
+        if run_at is not None:
+            q.delayed.add(job.id, float(run_at))
+        else:
+            q.ready.add(job.id, self._ready_score(job))
+        if spec.idempotency_key is not None:
+            self._idem[(spec.queue, spec.idempotency_key)] = (job.id, fp, now + self._idem_ttl_ms)
+        return Enqueued(replace(job), created=True)
+
+    async def enqueue(self, spec: NewJob) -> Enqueued:
+        now = now_ms()
+        self._sweep(now)
+        out = self._enqueue_one(spec, spec.fingerprint(), now)
+        self._wake.set()
+        return out
+
+    async def enqueue_many(self, specs: Sequence[NewJob]) -> list[Enqueued]:
+        now = now_ms()
+        for name in {s.queue for s in specs}:
+            self._queue(name)
+        out = [self._enqueue_one(s, s.fingerprint(), now) for s in specs]
+        self._wake.set()
+        return out
+
+    async def get_job(self, job_id: str) -> Job | None:
+        self._sweep(now_ms())
+        job = self._jobs.get(job_id)
+        return replace(job) if job is not None else None
+
+    def _get(self, job_id: str) -> Job:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise JobNotFound(f"job {job_id} not found")
+        return job
+
+    def _move(self, job: Job, dst: JobStatus, by: str, now: int) -> None:
+        if not can_move(job.status, dst, by):
+            raise InvalidTransition(f"job {job.id} is {job.status.value}", job.status.value)
+        job.status = dst
+        job.updated_at = now
+
+    def _finish(self, job: Job, now: int) -> None:
+        job.finished_at = now
+        heapq.heappush(self._expiry, (now + self._done_ttl_ms, job.id))
+
+    async def cancel(self, job_id: str) -> Job:
+        now = now_ms()
+        job = self._get(job_id)
+        q = self._queue(job.queue)
+        was = job.status
+        self._move(job, S.CANCELLED, "cancel", now)
+        (q.ready if was is S.PENDING else q.delayed).remove(job_id)
+        self._finish(job, now)
+        return replace(job)
+
+    async def list_jobs(self, queue: str, status: JobStatus, limit: int, cursor: str | None) -> Page:
+        q = self._queue(queue)
+        zset = {S.PENDING: q.ready, S.SCHEDULED: q.delayed, S.RUNNING: q.running, S.DEAD: q.dead}.get(status)
+        if zset is None:
+            return Page([], None)
+        return self._zpage(queue, zset, limit, cursor)
+
+    def _zpage(self, queue: str, zset: _ZSet, limit: int, cursor: str | None) -> Page:
+        after = decode_cursor(cursor, queue)
+        entries = sorted(((sc, int(m)) for m, sc in zset.scores.items()), reverse=True)
+        if after is not None:
+            entries = [e for e in entries if e < after]
+        page = entries[:limit]
+        jobs = [replace(self._jobs[str(m)]) for _, m in page]
+        nxt = encode_cursor(queue, page[-1]) if len(entries) > limit else None
+        return Page(jobs, nxt)
+
+    # -- workers ------------------------------------------------------------------------
+    async def claim(self, queue: str, count: int, lease_ms: int) -> ClaimBatch:
+        now = now_ms()
+        q = self._queue(queue)
+        while (top := q.delayed.peek_min()) is not None and top[0] <= now:
+            q.delayed.pop_min()
+            job = self._jobs[top[1]]
+            self._move(job, S.PENDING, "claim", now)
+            q.ready.add(job.id, self._ready_score(job))
+        claimed: list[Claimed] = []
+        while not q.paused and len(claimed) < count and (top := q.ready.pop_min()) is not None:
+            job = self._jobs[top[1]]
+            self._move(job, S.RUNNING, "claim", now)
+            job.attempts += 1
+            job.lease += 1
+            job.started_at = now
+            q.running.add(job.id, float(now + lease_ms))
+            claimed.append(Claimed(replace(job, errors=list(job.errors)), job.lease))
+        nxt = q.delayed.peek_min()
+        return ClaimBatch(claimed, int(nxt[0]) if nxt else None)
+
+    def _holder(self, q: _Queue, job_id: str, token: int) -> Job | None:
+        job = self._jobs.get(job_id)
+        if job is None or job.status is not S.RUNNING or job.lease != token:
+            return None
+        return job
+
+    async def extend_leases(self, queue: str, leases: Sequence[tuple[str, int]], lease_ms: int) -> list[bool]:
+        now = now_ms()
+        q = self._queue(queue)
+        out = []
+        for jid, token in leases:
+            held = self._holder(q, jid, token) is not None
+            if held:
+                q.running.add(jid, float(now + lease_ms))
+            out.append(held)
+        return out
+
+    async def complete(self, queue: str, done: Sequence[Completion]) -> list[bool]:
+        now = now_ms()
+        q = self._queue(queue)
+        out = []
+        for c in done:
+            job = self._holder(q, c.job_id, c.token)
+            if job is None:
+                out.append(False)
+                continue
+            self._move(job, S.DONE, "complete", now)
+            job.result = orjson.loads(c.result_json)
+            q.running.remove(job.id)
+            self._finish(job, now)
+            out.append(True)
+        return out
+
+    async def fail(self, job: Job, token: int, error: str, retry_delay_ms: int) -> FailOutcome:
+        now = now_ms()
+        q = self._queue(job.queue)
+        held = self._holder(q, job.id, token)
+        if held is None:
+            raise StaleLease(f"lease on job {job.id} is no longer held")
+        self._record_error(held, error, now)
+        q.running.remove(held.id)
+        self._after_attempt(q, held, "fail", now, retry_delay_ms)
+        return FailOutcome(held.status, replace(held))
+
+    def _record_error(self, job: Job, error: str, now: int) -> None:
+        entry = error_entry(job.attempts, error, now)
+        job.last_error = entry["error"]
+        job.errors = (job.errors + [entry])[-10:]
+
+    def _after_attempt(self, q: _Queue, job: Job, by: str, now: int, retry_delay_ms: int | None) -> None:
+        """Attempts spent -> DEAD; else SCHEDULED after a delay, or PENDING at once when None."""
+        if job.attempts > job.max_retries:
+            self._move(job, S.DEAD, by, now)
+            job.finished_at = now
+            q.dead.add(job.id, float(now))
+        elif retry_delay_ms is not None:
+            self._move(job, S.SCHEDULED, by, now)
+            job.run_at = now + retry_delay_ms
+            q.delayed.add(job.id, float(job.run_at))
+        else:
+            self._move(job, S.PENDING, by, now)
+            q.ready.add(job.id, self._ready_score(job))
+
+    async def release(self, queue: str, leases: Sequence[tuple[str, int]]) -> list[bool]:
+        now = now_ms()
+        q = self._queue(queue)
+        out = []
+        for jid, token in leases:
+            job = self._holder(q, jid, token)
+            if job is None:
+                out.append(False)
+                continue
+            self._move(job, S.PENDING, "release", now)
+            job.attempts -= 1
+            job.lease += 1
+            q.running.remove(jid)
+            q.ready.add(jid, self._ready_score(job))
+            out.append(True)
+        self._wake.set()
+        return out
+
+    async def recover_expired(self, queue: str, limit: int = 500) -> Recovered:
+        now = now_ms()
+        q = self._queue(queue)
+        requeued: list[str] = []
+        dead: list[str] = []
+        while len(requeued) + len(dead) < limit and (top := q.running.peek_min()) is not None and top[0] <= now:
+            q.running.pop_min()
+            job = self._jobs[top[1]]
+            job.lease += 1  # the old holder's token is now stale even if it comes back
+            self._record_error(job, "lease expired: the worker stopped heartbeating", now)
+            self._after_attempt(q, job, "recover_expired", now, None)
+            (dead if job.status is S.DEAD else requeued).append(job.id)
+        if requeued:
+            self._wake.set()
+        return Recovered(requeued, dead)
+
+    async def wait_for_work(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        except TimeoutError:
+            return
+        self._wake.clear()
+
+    # -- dead-letter queue ---------------------------------------------------------------
+    async def list_dead(self, queue: str | None, limit: int, cursor: str | None) -> Page:
+        if queue is not None:
+            return self._zpage(queue, self._queue(queue).dead, limit, cursor)
+        return await all_queues_page(self, limit, cursor)
+
+    async def replay(self, job_id: str) -> Job:
+        now = now_ms()
+        job = self._get(job_id)
+        q = self._queue(job.queue)
+        self._move(job, S.PENDING, "replay", now)
+        q.dead.remove(job_id)
+        job.attempts = 0
+        job.finished_at = None
+        job.run_at = now
+        q.ready.add(job_id, self._ready_score(job))
+        self._wake.set()
+        return replace(job)
+
+    async def replay_all(self, queue: str) -> int:
+        q = self._queue(queue)
+        ids = list(q.dead.scores)
+        for jid in ids:
+            await self.replay(jid)
+        return len(ids)
+
+    async def delete_dead(self, job_id: str) -> None:
+        job = self._get(job_id)
+        if job.status is not S.DEAD:
+            raise InvalidTransition(f"job {job_id} is {job.status.value}", job.status.value)
+        self._queue(job.queue).dead.remove(job_id)
+        del self._jobs[job_id]
+        self._fp.pop(job_id, None)
+        if job.idempotency_key is not None:
+            self._idem.pop((job.queue, job.idempotency_key), None)
+
+    async def purge_dead(self, queue: str) -> int:
+        ids = list(self._queue(queue).dead.scores)
+        for jid in ids:
+            await self.delete_dead(jid)
+        return len(ids)
+
+
+def _vanished(job_id: str, spec: NewJob) -> Job:
+    """The job an idempotency key points at has expired (DONE past its TTL): say so."""
+    return Job(job_id, spec.queue, spec.type, None, spec.priority, S.DONE, 0, spec.max_retries, spec.timeout)
+
+

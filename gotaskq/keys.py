@@ -1,0 +1,40 @@
+"""The Redis key schema, written once. Every key of a queue carries the hash tag ``{queue}``
+so each Lua script touches a single Cluster slot.
+
+| key                          | type   | written by                                   | TTL |
+|------------------------------|--------|----------------------------------------------|-----|
+| gtq:queues                   | set    | create_queue (Python, before the meta hash)   | none |
+| gtq:node                     | string | INCR at start-up: Snowflake node ids          | none |
+| gtq:wake                     | pubsub | enqueue, replay (PUBLISH queue name)          | -   |
+| gtq:{q}:meta                 | hash   | create_queue, set_paused; read by enqueue, claim | none |
+| gtq:{q}:j:<id>               | hash   | every transition (fields: see below)          | DONE/CANCELLED: COMPLETE_JOB_TTL; else none |
+| gtq:{q}:ready                | zset   | enqueue, claim, recover_expired, release, replay, cancel | none |
+| gtq:{q}:delayed              | zset   | enqueue, claim (promotes), fail, cancel       | none |
+| gtq:{q}:running              | zset   | claim, extend_lease, complete, fail, release, recover_expired | none |
+| gtq:{q}:dead                 | zset   | fail, recover_expired, replay, delete_dead    | none |
+| gtq:{q}:idem:<key>           | string | enqueue ("<id> <fingerprint>"), delete_dead   | IDEMPOTENCY_TTL |
+
+Scores: ready = enqueue ms - priority * PRIORITY_AGING ms (ZPOPMIN order gives higher priority
+first, FIFO within a priority, and a job that waited long enough overtakes newer higher-priority
+ones: aging); delayed = run_at ms; running = lease deadline ms (Redis TIME); dead = death ms.
+
+Job hash fields (short names keep a waiting job small): id, q, type, payload (JSON), pri, st,
+att, maxr, tmo (ms), run (run_at ms), idem, fp, err, errs (JSON list), res (JSON), ca, ua, sa,
+fa (created/updated/started/finished ms), lease (fencing token, only ever increases).
+"""
+
+from __future__ import annotations
+
+PREFIX = "gtq"
+QUEUES = f"{PREFIX}:queues"
+NODE = f"{PREFIX}:node"
+WAKE_CHANNEL = f"{PREFIX}:wake"
+
+
+def queue_prefix(queue: str) -> str:
+    """``gtq:{q}:`` — every per-queue key starts with it; Lua appends the suffixes above."""
+    return f"{PREFIX}:{{{queue}}}:"
+
+
+def job_key(queue: str, job_id: str) -> str:
+    return f"{queue_prefix(queue)}j:{job_id}"
