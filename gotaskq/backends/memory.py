@@ -38,6 +38,7 @@ from .base import (
 from .paging import all_queues_page, decode_cursor, encode_cursor
 
 S = JobStatus
+LEASE_EXPIRED = "lease expired: the worker stopped heartbeating"
 
 
 @dataclass
@@ -368,7 +369,7 @@ class MemoryBackend:
             q.running.pop_min()
             job = self._jobs[top[1]]
             job.lease += 1  # the old holder's token is now stale even if it comes back
-            self._record_error(job, "lease expired: the worker stopped heartbeating", now)
+            job.last_error = LEASE_EXPIRED  # the history keeps handler errors only, as in Lua
             self._after_attempt(q, job, "recover_expired", now, None)
             (dead if job.status is S.DEAD else requeued).append(job.id)
         if requeued:

@@ -1,0 +1,17 @@
+-- cancel: PENDING or SCHEDULED -> CANCELLED; the hash then expires like a DONE job.
+-- KEYS[1]  queue prefix "gtq:{q}:"
+-- ARGV[1]  job id   ARGV[2] finished-job TTL ms
+-- Returns  {0, now} cancelled; {-1} no such job; {-2, status} not cancellable in that state
+local rcall = redis.call
+local p = KEYS[1]
+local jk = p .. 'j:' .. ARGV[1]
+local st = rcall('HGET', jk, 'st')
+if not st then return {-1} end
+if st == 'PENDING' then rcall('ZREM', p .. 'ready', ARGV[1])
+elseif st == 'SCHEDULED' then rcall('ZREM', p .. 'delayed', ARGV[1])
+else return {-2, st} end
+local t = rcall('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+rcall('HSET', jk, 'st', 'CANCELLED', 'fa', now, 'ua', now)
+rcall('PEXPIRE', jk, ARGV[2])
+return {0, now}

@@ -1,0 +1,44 @@
+-- claim: promote due delayed jobs, then lease up to N ready jobs (PENDING -> RUNNING).
+-- The job stays in Redis: it moves to the running set with a lease deadline, so a worker that
+-- dies mid-job loses nothing. attempts is counted here, so a job that kills every worker
+-- still reaches the DLQ.
+-- KEYS[1]  queue prefix "gtq:{q}:"
+-- ARGV[1]  max jobs to claim   ARGV[2] lease ms   ARGV[3] priority aging ms
+-- ARGV[4]  max delayed jobs to promote in this call
+-- Returns  {-4} queue not found; else {next_due_ms|-1, now, job, job, ...} where each job is
+--          {id, lease, attempts, type, payload, pri, maxr, tmo, run, idem, ca, err, errs}
+local rcall = redis.call
+local p = KEYS[1]
+local meta = p .. 'meta'
+if rcall('EXISTS', meta) == 0 then return {-4} end
+local t = rcall('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local aging = tonumber(ARGV[3])
+local due = rcall('ZRANGEBYSCORE', p .. 'delayed', '-inf', now, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[4]))
+for i = 1, #due, 2 do
+  local id = due[i]
+  local jk = p .. 'j:' .. id
+  local pri = tonumber(rcall('HGET', jk, 'pri') or 0)
+  rcall('ZREM', p .. 'delayed', id)
+  rcall('HSET', jk, 'st', 'PENDING', 'ua', now)
+  rcall('ZADD', p .. 'ready', tonumber(due[i + 1]) - pri * aging, id)
+end
+local out = {-1, now}
+local nxt = rcall('ZRANGE', p .. 'delayed', 0, 0, 'WITHSCORES')
+if nxt[2] then out[1] = tonumber(nxt[2]) end
+if rcall('HGET', meta, 'paused') == '1' then return out end
+local count = tonumber(ARGV[1])
+if count <= 0 then return out end
+local popped = rcall('ZPOPMIN', p .. 'ready', count)
+local deadline = now + tonumber(ARGV[2])
+for i = 1, #popped, 2 do
+  local id = popped[i]
+  local jk = p .. 'j:' .. id
+  local lease = rcall('HINCRBY', jk, 'lease', 1)
+  local att = rcall('HINCRBY', jk, 'att', 1)
+  rcall('HSET', jk, 'st', 'RUNNING', 'sa', now, 'ua', now)
+  rcall('ZADD', p .. 'running', deadline, id)
+  local f = rcall('HMGET', jk, 'type', 'payload', 'pri', 'maxr', 'tmo', 'run', 'idem', 'ca', 'err', 'errs')
+  out[#out + 1] = {id, lease, att, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10]}
+end
+return out

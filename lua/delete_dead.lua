@@ -1,0 +1,20 @@
+-- delete_dead: remove DEAD jobs for good (hash, DLQ entry and idempotency key).
+-- KEYS[1]  queue prefix "gtq:{q}:"
+-- ARGV[1..] job ids
+-- Returns  one entry per id: 0 deleted, -1 no such job, or the job's status (not DEAD)
+local rcall = redis.call
+local p = KEYS[1]
+local out = {}
+for i = 1, #ARGV do
+  local jk = p .. 'j:' .. ARGV[i]
+  local f = rcall('HMGET', jk, 'st', 'idem')
+  if not f[1] then out[#out + 1] = -1
+  elseif f[1] ~= 'DEAD' then out[#out + 1] = f[1]
+  else
+    rcall('DEL', jk)
+    rcall('ZREM', p .. 'dead', ARGV[i])
+    if f[2] then rcall('DEL', p .. 'idem:' .. f[2]) end
+    out[#out + 1] = 0
+  end
+end
+return out

@@ -1,0 +1,25 @@
+-- fail: a handler failed. RUNNING -> SCHEDULED (retry after a backoff) while attempts remain,
+-- else RUNNING -> DEAD (into the DLQ). Refused when the caller's lease is stale.
+-- KEYS[1]  queue prefix "gtq:{q}:"
+-- ARGV[1]  job id   ARGV[2] lease token   ARGV[3] error text   ARGV[4] error history JSON
+-- ARGV[5]  retry delay ms
+-- Returns  {-3} stale lease; {0, 'SCHEDULED', run_at_ms, now} or {0, 'DEAD', now, now}
+local rcall = redis.call
+local p = KEYS[1]
+local id = ARGV[1]
+local jk = p .. 'j:' .. id
+local f = rcall('HMGET', jk, 'st', 'lease', 'att', 'maxr')
+if f[1] ~= 'RUNNING' or f[2] ~= ARGV[2] then return {-3} end
+local t = rcall('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+rcall('ZREM', p .. 'running', id)
+rcall('HSET', jk, 'err', ARGV[3], 'errs', ARGV[4], 'ua', now)
+if tonumber(f[3]) > tonumber(f[4]) then
+  rcall('HSET', jk, 'st', 'DEAD', 'fa', now)
+  rcall('ZADD', p .. 'dead', now, id)
+  return {0, 'DEAD', now, now}
+end
+local run = now + tonumber(ARGV[5])
+rcall('HSET', jk, 'st', 'SCHEDULED', 'run', run)
+rcall('ZADD', p .. 'delayed', run, id)
+return {0, 'SCHEDULED', run, now}
