@@ -2,7 +2,7 @@
 -- else RUNNING -> DEAD (into the DLQ). Refused when the caller's lease is stale.
 -- KEYS[1]  queue prefix "gtq:{q}:"
 -- ARGV[1]  job id   ARGV[2] lease token   ARGV[3] error text   ARGV[4] error history JSON
--- ARGV[5]  retry delay ms
+-- ARGV[5]  retry delay ms   ARGV[6] wake channel   ARGV[7] queue name
 -- Returns  {-3} stale lease; {0, 'SCHEDULED', run_at_ms, now} or {0, 'DEAD', now, now}
 local rcall = redis.call
 local p = KEYS[1]
@@ -22,4 +22,5 @@ end
 local run = now + tonumber(ARGV[5])
 rcall('HSET', jk, 'st', 'SCHEDULED', 'run', run)
 rcall('ZADD', p .. 'delayed', run, id)
+rcall('PUBLISH', ARGV[6], ARGV[7]) -- idle workers re-read the next due time
 return {0, 'SCHEDULED', run, now}

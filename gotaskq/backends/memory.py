@@ -321,6 +321,7 @@ class MemoryBackend:
         self._record_error(held, error, now)
         q.running.remove(held.id)
         self._after_attempt(q, held, "fail", now, retry_delay_ms)
+        self._wake.set()  # idle workers re-read the next due time
         return FailOutcome(held.status, replace(held))
 
     def _record_error(self, job: Job, error: str, now: int) -> None:

@@ -1,0 +1,404 @@
+"""The worker pool: one per process, NUM_WORKERS handlers at most, round-robin across queues."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from .backends.base import Claimed, Completion
+from .backoff import retry_delay
+from .errors import BackendUnavailable, GotaskqError, QueueNotFound, StaleLease
+from .job import Job, bounded_result, now_ms
+from .states import JobStatus
+
+if TYPE_CHECKING:
+    from .app import App
+
+log = logging.getLogger("gotaskq.worker")
+T = TypeVar("T")
+R = TypeVar("R")
+QUEUE_REFRESH_S = 1.0
+IDLE_POLL_S = 1.0
+BOOKKEEPING_RETRY_S = 0.25
+
+
+class UnknownJobType(GotaskqError):
+    code = "unknown_job_type"
+
+
+@dataclass(slots=True)
+class _InFlight:
+    claimed: Claimed
+    task: asyncio.Future[Any] | None = None
+    lost: bool = False  # a heartbeat found the lease gone: our writes will be refused
+
+
+@dataclass
+class _Batcher(Generic[T, R]):
+    """Coalesces concurrent calls into one backend call per round (one Redis round trip)."""
+
+    flush: Callable[[list[T]], Awaitable[list[R]]]
+    pending: list[tuple[T, asyncio.Future[R]]] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+
+    async def submit(self, item: T) -> R:
+        fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self.pending.append((item, fut))
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._drain())
+        return await fut
+
+    async def _drain(self) -> None:
+        while self.pending:
+            batch, self.pending = self.pending, []
+            try:
+                results = await self.flush([item for item, _ in batch])
+            except Exception as exc:  # handed to every waiter, who decides to retry
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for (_, fut), res in zip(batch, results, strict=True):
+                if not fut.done():
+                    fut.set_result(res)
+
+
+class Worker:
+    """Claims jobs, runs their handlers, heartbeats their leases, recovers expired ones.
+
+    ``await run()`` until ``await stop()``: stop claiming, let in-flight jobs finish for up to
+    SHUTDOWN_GRACE, then release what still runs back to PENDING without counting an attempt.
+    """
+
+    def __init__(self, app: App, concurrency: int | None = None) -> None:
+        self.app = app
+        self.backend = app.backend
+        self.settings = app.settings
+        self.metrics = app.metrics
+        self.concurrency = max(1, concurrency if concurrency is not None else self.settings.num_workers)
+        self.lease_ms = int(self.settings.visibility_timeout * 1000)
+        self._inflight: dict[str, _InFlight] = {}
+        self._ready: asyncio.Queue[Claimed | None] = asyncio.Queue()
+        self._stopping = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._slot_free = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._abandon = False
+        self._queues: list[str] = []
+        self._queues_at = 0.0
+        self._rr = 0
+        self._executor = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="gotaskq-job")
+        self._completers: dict[str, _Batcher[Completion, bool]] = {}
+        self._children: dict[str, Any] = {}
+
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def run(self) -> None:
+        await self.app.start()
+        runners = [asyncio.create_task(self._runner()) for _ in range(self.concurrency)]
+        loops = [
+            asyncio.create_task(self._fetch_loop()),
+            asyncio.create_task(self._heartbeat_loop()),
+            asyncio.create_task(self._recovery_loop()),
+        ]
+        try:
+            await self._stopping.wait()
+        finally:
+            await self._shutdown(runners, loops)
+            self._stopped.set()
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        await self._stopped.wait()
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def _shutdown(self, runners: list[asyncio.Task[None]], loops: list[asyncio.Task[None]]) -> None:
+        for t in loops:
+            t.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wait_idle(), self.settings.shutdown_grace)
+        self._abandon = True
+        for entry in list(self._inflight.values()):
+            if entry.task is not None:
+                entry.task.cancel()
+        for _ in runners:
+            self._ready.put_nowait(None)
+        await asyncio.gather(*runners, return_exceptions=True)
+        await self._release_abandoned()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _wait_idle(self) -> None:
+        while self._inflight:
+            self._idle.clear()
+            await self._idle.wait()
+
+    async def _release_abandoned(self) -> None:
+        by_queue: dict[str, list[tuple[str, int]]] = {}
+        for jid, entry in self._inflight.items():
+            by_queue.setdefault(entry.claimed.job.queue, []).append((jid, entry.claimed.token))
+        for queue, leases in by_queue.items():
+            try:
+                await self.backend.release(queue, leases)
+                log.info("released %d unfinished job(s) of queue %s back to PENDING", len(leases), queue)
+            except GotaskqError as exc:
+                log.warning("could not release leases of %s (%s): they recover after their lease", queue, exc)
+        self._inflight.clear()
+
+    # -- claiming --------------------------------------------------------------------------
+    async def _queue_names(self) -> list[str]:
+        if time.monotonic() - self._queues_at > QUEUE_REFRESH_S:
+            self._queues = await self.backend.list_queues()
+            self._queues_at = time.monotonic()
+        return self._queues
+
+    async def _fetch_loop(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            free = self.concurrency - len(self._inflight)
+            if free <= 0:
+                self._slot_free.clear()
+                await self._slot_free.wait()
+                continue
+            try:
+                got, next_due = await self._claim_round(free)
+                failures = 0
+            except BackendUnavailable as exc:
+                failures += 1
+                log.warning("backend unavailable while claiming (%s); retrying", exc)
+                await self._sleep_unless_stopping(min(2.0, 0.1 * 2**failures))
+                continue
+            if got == 0:
+                timeout = IDLE_POLL_S
+                if next_due is not None:
+                    timeout = min(timeout, max(0.0, (next_due - now_ms()) / 1000))
+                await self._wait_for_work(timeout)
+
+    async def _claim_round(self, free: int) -> tuple[int, int | None]:
+        queues = await self._queue_names()
+        if not queues:
+            return 0, None
+        n = len(queues)
+        start = self._rr % n
+        self._rr += 1
+        share = max(1, math.ceil(free / n))
+        got = 0
+        next_due: int | None = None
+        for q in queues[start:] + queues[:start]:
+            want = min(share, free - got)
+            if want <= 0 or self._stopping.is_set():
+                break
+            try:
+                batch = await self.backend.claim(q, want, self.lease_ms)
+            except QueueNotFound:
+                self._queues_at = 0.0
+                continue
+            for c in batch.jobs:
+                self._inflight[c.job.id] = _InFlight(c)
+                self._ready.put_nowait(c)
+            got += len(batch.jobs)
+            if batch.next_due_ms is not None:
+                next_due = batch.next_due_ms if next_due is None else min(next_due, batch.next_due_ms)
+        if got:
+            self._idle.clear()
+        return got, next_due
+
+    async def _wait_for_work(self, timeout: float) -> None:
+        waiter = asyncio.ensure_future(self.backend.wait_for_work(timeout))
+        stopper = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (waiter, stopper):
+                t.cancel()
+        self._queues_at = 0.0 if waiter.done() and not waiter.cancelled() and timeout >= IDLE_POLL_S else self._queues_at
+
+    async def _sleep_unless_stopping(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    # -- running ---------------------------------------------------------------------------
+    async def _runner(self) -> None:
+        while True:
+            claimed = await self._ready.get()
+            if claimed is None:
+                return
+            try:
+                await self._execute(claimed)
+            except Exception:  # never let one job kill a runner
+                log.exception("unexpected error while running job %s", claimed.job.id)
+            finally:
+                entry = self._inflight.get(claimed.job.id)
+                if entry is not None and not self._abandon:
+                    del self._inflight[claimed.job.id]
+                self._slot_free.set()
+                if not self._inflight:
+                    self._idle.set()
+
+    def _child(self, kind: str, queue: str, *labels: str) -> Any:
+        key = f"{kind}|{queue}|{'|'.join(labels)}"
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = getattr(self.metrics, kind).labels(queue, *labels)
+        return child
+
+    async def _execute(self, claimed: Claimed) -> None:
+        job = claimed.job
+        entry = self._inflight[job.id]
+        if self._abandon:
+            return
+        ready_at = job.run_at or job.created_at
+        self._child("wait", job.queue).observe(max(0.0, (now_ms() - ready_at) / 1000))
+        self.metrics.active_workers.inc()
+        t0 = time.perf_counter()
+        error: str | None = None
+        result: Any = None
+        try:
+            entry.task = self._start_handler(job)
+            done, _ = await asyncio.wait({entry.task}, timeout=job.timeout)
+            if not done:
+                entry.task.cancel()
+                error = f"timed out after {job.timeout:g}s"
+            elif entry.task.cancelled():
+                if self._abandon:
+                    return  # shutdown: the lease is released, the attempt not counted
+                error = "cancelled"
+            else:
+                exc = entry.task.exception()
+                if exc is None:
+                    result = entry.task.result()
+                else:
+                    error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.metrics.active_workers.dec()
+            self._child("duration", job.queue).observe(time.perf_counter() - t0)
+        if self._abandon and error is not None:
+            return
+        if error is None:
+            await self._complete(claimed, result)
+        else:
+            await self._fail(claimed, error)
+
+    def _start_handler(self, job: Job) -> asyncio.Future[Any]:
+        reg = self.app.registry.get(job.type)
+        if reg is None:
+            fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            fut.set_exception(UnknownJobType(f"no handler registered for job type {job.type!r}"))
+            return fut
+        if reg.is_async:
+            return asyncio.ensure_future(reg.fn(job))
+        return asyncio.get_running_loop().run_in_executor(self._executor, reg.fn, job)
+
+    async def _complete(self, claimed: Claimed, result: Any) -> None:
+        job = claimed.job
+        batcher = self._completers.get(job.queue)
+        if batcher is None:
+            queue = job.queue
+
+            async def flush(items: list[Completion]) -> list[bool]:
+                return await self.backend.complete(queue, items)
+
+            batcher = self._completers[job.queue] = _Batcher(flush)
+        item = Completion(job.id, claimed.token, bounded_result(result))
+        ok = await self._with_retries(lambda: batcher.submit(item), job)
+        if ok is None:
+            return
+        if ok:
+            self._child("processed", job.queue, "done").inc()
+            log.debug("job done", extra=_extra(job))
+        else:
+            self.metrics.stale.inc()
+            log.warning("stale completion refused: the lease expired and the job was recovered", extra=_extra(job))
+
+    async def _fail(self, claimed: Claimed, error: str) -> None:
+        job = claimed.job
+        s = self.settings
+        delay_ms = int(retry_delay(job.attempts, s.base_delay, s.max_delay) * 1000)
+        try:
+            outcome = await self._with_retries(
+                lambda: self.backend.fail(job, claimed.token, error, delay_ms), job
+            )
+        except StaleLease:
+            self.metrics.stale.inc()
+            log.warning("stale failure refused: the lease expired and the job was recovered", extra=_extra(job))
+            return
+        if outcome is None:
+            return
+        if outcome.status is JobStatus.DEAD:
+            self._child("processed", job.queue, "dead").inc()
+            self._child("dead", job.queue).inc()
+            log.warning("job dead after %d attempt(s): %s", job.attempts, error, extra=_extra(job))
+        else:
+            self._child("processed", job.queue, "failed").inc()
+            self._child("retried", job.queue).inc()
+            log.info("job failed, retry in %.3fs: %s", delay_ms / 1000, error, extra=_extra(job))
+
+    async def _with_retries(self, call: Callable[[], Awaitable[R]], job: Job) -> R | None:
+        """Retry bookkeeping through a backend outage for about one lease; after that the lease
+        has expired anyway and recovery re-runs the job (at-least-once, never lost)."""
+        deadline = time.monotonic() + self.settings.visibility_timeout
+        while True:
+            try:
+                return await call()
+            except BackendUnavailable as exc:
+                if time.monotonic() > deadline or self._abandon:
+                    log.error("gave up recording the outcome (%s); the job will be recovered", exc, extra=_extra(job))
+                    return None
+                await asyncio.sleep(BOOKKEEPING_RETRY_S)
+
+    # -- leases ----------------------------------------------------------------------------
+    async def _heartbeat_loop(self) -> None:
+        interval = max(0.02, self.settings.visibility_timeout / 3)
+        while True:
+            await asyncio.sleep(interval)
+            by_queue: dict[str, list[tuple[str, int]]] = {}
+            for jid, entry in list(self._inflight.items()):
+                if not entry.lost:
+                    by_queue.setdefault(entry.claimed.job.queue, []).append((jid, entry.claimed.token))
+            for queue, leases in by_queue.items():
+                try:
+                    held = await self.backend.extend_leases(queue, leases, self.lease_ms)
+                except (BackendUnavailable, QueueNotFound) as exc:
+                    log.warning("heartbeat failed for queue %s: %s", queue, exc)
+                    continue
+                self._mark_lost(leases, held)
+
+    def _mark_lost(self, leases: Sequence[tuple[str, int]], held: Sequence[bool]) -> None:
+        for (jid, _), ok in zip(leases, held, strict=True):
+            entry = self._inflight.get(jid)
+            if not ok and entry is not None:
+                entry.lost = True
+
+    async def _recovery_loop(self) -> None:
+        while True:
+            try:
+                for queue in await self._queue_names():
+                    rec = await self.backend.recover_expired(queue)
+                    if rec.requeued or rec.dead:
+                        self._child("recovered", queue).inc(len(rec.requeued) + len(rec.dead))
+                        if rec.dead:
+                            self._child("dead", queue).inc(len(rec.dead))
+                        log.warning(
+                            "recovered %d expired lease(s) in %s (%d to the DLQ)",
+                            len(rec.requeued) + len(rec.dead), queue, len(rec.dead),
+                        )
+            except (BackendUnavailable, QueueNotFound) as exc:
+                log.warning("recovery pass failed: %s", exc)
+            await asyncio.sleep(self.settings.recovery_interval)
+
+
+def _extra(job: Job) -> dict[str, object]:
+    return {"job_id": job.id, "queue": job.queue, "job_type": job.type, "attempt": job.attempts}
