@@ -9,7 +9,7 @@ import smtplib
 import ssl
 from collections.abc import Awaitable, Callable
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, TypeGuard
 
 import httpx
 import orjson
@@ -73,7 +73,9 @@ async def webhook(job: Job) -> dict[str, int]:
         raise ValueError("webhook job: payload.headers must be an object of string values")
     timeout = p.get("timeout", WEBHOOK_DEFAULT_TIMEOUT_S)
     if not _is_number(timeout) or not 0 < timeout <= WEBHOOK_MAX_TIMEOUT_S:
-        raise ValueError(f"webhook job: payload.timeout must be a number of seconds above 0 and at most 30, got {timeout!r}")
+        raise ValueError(
+            f"webhook job: payload.timeout must be seconds above 0 and at most 30, got {timeout!r}"
+        )
     body = p["body"] if "body" in p else p
     # Errors name the host only: webhook paths and queries often carry secrets.
     try:
@@ -176,5 +178,5 @@ def _http_url(value: object) -> httpx.URL:
     return url
 
 
-def _is_number(v: object) -> bool:
+def _is_number(v: object) -> TypeGuard[int | float]:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
