@@ -16,6 +16,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local aging = tonumber(ARGV[3])
 local n = (#ARGV - 5) / 10
 local fresh = 0
+local seen = {}
 for i = 0, n - 1 do
   local b = 6 + i * 10
   local idem = ARGV[b + 8]
@@ -24,7 +25,9 @@ for i = 0, n - 1 do
     if hit then
       local sp = string.find(hit, ' ', 1, true)
       if string.sub(hit, sp + 1) ~= ARGV[b + 9] then return {-6, i, string.sub(hit, 1, sp - 1)} end
-    else fresh = fresh + 1 end
+    elseif seen[idem] and seen[idem] ~= ARGV[b + 9] then return {-6, i, ''}
+    elseif not seen[idem] then fresh = fresh + 1 end
+    seen[idem] = ARGV[b + 9]
   else fresh = fresh + 1 end
 end
 local maxd = tonumber(ARGV[2])

@@ -202,11 +202,37 @@ class MemoryBackend:
         self._wake.set()
         return out
 
+    def _precheck(self, specs: Sequence[NewJob], fps: list[str], now: int) -> None:
+        """Refuse a whole batch before writing any of it, as enqueue.lua does."""
+        fresh: dict[str, int] = {}
+        seen: dict[tuple[str, str], str] = {}
+        for spec, fp in zip(specs, fps, strict=True):
+            self._queue(spec.queue)
+            key = spec.idempotency_key
+            if key is not None:
+                hit = self._idem.get((spec.queue, key))
+                if hit is not None and hit[2] > now:
+                    if hit[1] != fp:
+                        raise IdempotencyConflict("idempotency key was used for a different job", hit[0])
+                    continue
+                if seen.get((spec.queue, key), fp) != fp:
+                    raise IdempotencyConflict("idempotency key used twice with different jobs", "")
+                if (spec.queue, key) in seen:
+                    continue
+                seen[(spec.queue, key)] = fp
+            fresh[spec.queue] = fresh.get(spec.queue, 0) + 1
+        depth = self.settings.max_queue_depth
+        for name, n in fresh.items():
+            q = self._queues[name]
+            if depth and len(q.ready) + len(q.delayed) + n > depth:
+                raise QueueFull(f"queue {name!r} holds {depth} waiting jobs")
+
     async def enqueue_many(self, specs: Sequence[NewJob]) -> list[Enqueued]:
         now = now_ms()
-        for name in {s.queue for s in specs}:
-            self._queue(name)
-        out = [self._enqueue_one(s, s.fingerprint(), now) for s in specs]
+        self._sweep(now)
+        fps = [s.fingerprint() for s in specs]
+        self._precheck(specs, fps, now)
+        out = [self._enqueue_one(s, fp, now) for s, fp in zip(specs, fps, strict=True)]
         self._wake.set()
         return out
 

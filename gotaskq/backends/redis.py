@@ -299,7 +299,8 @@ class RedisBackend:
     async def cancel(self, job_id: str) -> Job:
         queue = await self._queue_for(job_id)
         res = await self._run(self.scripts.cancel, queue, [job_id, self._done_ttl_ms])
-        raise_for_code(res[0], job_id, _s(res[1]) if len(res) > 1 else None)
+        if res[0] != Code.OK:
+            raise_for_code(res[0], job_id, _s(res[1]) if len(res) > 1 else None)
         job = await self.get_job(job_id)
         if job is None:
             raise JobNotFound(f"job {job_id} not found")
