@@ -9,11 +9,12 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .backends.base import Claimed, Completion
 from .backoff import retry_delay
+from .batching import Batcher
 from .errors import BackendUnavailable, GotaskqError, QueueNotFound, StaleLease
 from .job import Job, bounded_result, now_ms
 from .states import JobStatus
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
     from .app import App
 
 log = logging.getLogger("gotaskq.worker")
-T = TypeVar("T")
 R = TypeVar("R")
 QUEUE_REFRESH_S = 1.0
 IDLE_POLL_S = 1.0
@@ -38,36 +38,6 @@ class _InFlight:
     claimed: Claimed
     task: asyncio.Future[Any] | None = None
     lost: bool = False  # a heartbeat found the lease gone: our writes will be refused
-
-
-@dataclass
-class _Batcher(Generic[T, R]):
-    """Coalesces concurrent calls into one backend call per round (one Redis round trip)."""
-
-    flush: Callable[[list[T]], Awaitable[list[R]]]
-    pending: list[tuple[T, asyncio.Future[R]]] = field(default_factory=list)
-    task: asyncio.Task[None] | None = None
-
-    async def submit(self, item: T) -> R:
-        fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self.pending.append((item, fut))
-        if self.task is None or self.task.done():
-            self.task = asyncio.create_task(self._drain())
-        return await fut
-
-    async def _drain(self) -> None:
-        while self.pending:
-            batch, self.pending = self.pending, []
-            try:
-                results = await self.flush([item for item, _ in batch])
-            except Exception as exc:  # handed to every waiter, who decides to retry
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                continue
-            for (_, fut), res in zip(batch, results, strict=True):
-                if not fut.done():
-                    fut.set_result(res)
 
 
 class Worker:
@@ -96,7 +66,7 @@ class Worker:
         self._queues_at = 0.0
         self._rr = 0
         self._executor = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="gotaskq-job")
-        self._completers: dict[str, _Batcher[Completion, bool]] = {}
+        self._completers: dict[str, Batcher[Completion, bool]] = {}
         self._children: dict[str, Any] = {}
 
     @property
@@ -311,7 +281,7 @@ class Worker:
             async def flush(items: list[Completion]) -> list[bool]:
                 return await self.backend.complete(queue, items)
 
-            batcher = self._completers[job.queue] = _Batcher(flush)
+            batcher = self._completers[job.queue] = Batcher(flush)
         item = Completion(job.id, claimed.token, bounded_result(result))
         ok = await self._with_retries(lambda: batcher.submit(item), job)
         if ok is None:

@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from redis import exceptions as rexc
 
 from .. import keys
+from ..batching import Batcher
 from ..config import Settings
 from ..errors import (
     BackendUnavailable,
@@ -73,6 +74,7 @@ class RedisBackend:
         self._queue_of: OrderedDict[str, str] = OrderedDict()  # job id -> queue, bounded LRU
         self._wake = asyncio.Event()
         self._listener: asyncio.Task[None] | None = None
+        self._enqueuers: dict[str, Batcher[NewJob, Enqueued | GotaskqError]] = {}
 
     # -- connection ------------------------------------------------------------------------
     @property
@@ -206,7 +208,38 @@ class RedisBackend:
         ]
 
     async def enqueue(self, spec: NewJob) -> Enqueued:
-        return (await self.enqueue_many([spec]))[0]
+        """Concurrent single enqueues to one queue share one script call (see Batcher)."""
+        batcher = self._enqueuers.get(spec.queue)
+        if batcher is None:
+            queue = spec.queue
+
+            async def flush(specs: list[NewJob]) -> list[Enqueued | GotaskqError]:
+                return await self._enqueue_coalesced(queue, specs)
+
+            batcher = self._enqueuers[spec.queue] = Batcher(flush)
+        out = await batcher.submit(spec)
+        if isinstance(out, GotaskqError):
+            raise out
+        return out
+
+    async def _enqueue_coalesced(self, queue: str, specs: list[NewJob]) -> list[Enqueued | GotaskqError]:
+        """One call for all; if the batch is refused as a whole, each job gets its own answer."""
+        try:
+            return list(await self.enqueue_many(specs))
+        except BackendUnavailable:
+            raise
+        except GotaskqError as exc:
+            if len(specs) == 1:
+                return [exc]
+        results: list[Enqueued | GotaskqError] = []
+        for spec in specs:
+            try:
+                results.append((await self.enqueue_many([spec]))[0])
+            except BackendUnavailable:
+                raise
+            except GotaskqError as exc:
+                results.append(exc)
+        return results
 
     async def enqueue_many(self, specs: Sequence[NewJob]) -> list[Enqueued]:
         by_queue: dict[str, list[int]] = {}
