@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import httpx
 
-from .config import ConfigError, Settings, load_env_file
+from .config import Settings, load_env_file
+from .errors import ConfigError
 
 log = logging.getLogger("gotaskq")
 
@@ -24,9 +26,9 @@ def _settings(args: argparse.Namespace) -> Settings:
         for key, value in load_env_file(args.env_file).items():
             os.environ.setdefault(key, value)  # the real environment wins over the file
     for flag, var in (("host", "HOST"), ("port", "PORT"), ("workers", "NUM_WORKERS")):
-        value = getattr(args, flag, None)
-        if value is not None:
-            os.environ[var] = str(value)
+        override = getattr(args, flag, None)
+        if override is not None:
+            os.environ[var] = str(override)
     settings = Settings.from_env()
     from .logs import setup_logging
 
@@ -102,7 +104,13 @@ async def _start_metrics_server(app: Any, settings: Settings) -> Any:
         await app.metrics.refresh(app.backend)
         return Response(app.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    server = uvicorn.Server(
+    class _NoSignals(uvicorn.Server):
+        # The worker owns SIGTERM/SIGINT (graceful shutdown); this side server must not take them.
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    server = _NoSignals(
         uvicorn.Config(
             Starlette(routes=[Route("/metrics", metrics)]),
             host=settings.host,
@@ -111,7 +119,6 @@ async def _start_metrics_server(app: Any, settings: Settings) -> Any:
             lifespan="off",
         )
     )
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     asyncio.get_running_loop().create_task(server.serve())
     return server
 
@@ -119,7 +126,7 @@ async def _start_metrics_server(app: Any, settings: Settings) -> Any:
 # -- operating it over HTTP ------------------------------------------------------------------
 def _client(args: argparse.Namespace, admin: bool) -> httpx.Client:
     settings = _settings(args)
-    url = args.url or os.environ.get("GOTASKQ_URL") or f"http://{_dial(settings.host)}:{settings.port}"
+    url: str = args.url or os.environ.get("GOTASKQ_URL") or f"http://{_dial(settings.host)}:{settings.port}"
     token = settings.admin_token if admin else settings.api_token
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return httpx.Client(base_url=url, headers=headers, timeout=10.0)

@@ -168,7 +168,7 @@ class NewJob:
         if not _is_number(delay) or delay < 0 or delay * 1000 > MAX_DELAY_MS:
             errs["delay"] = "must be a number of seconds from 0 to 31622400"
         else:
-            delay_ms = int(math.ceil(delay * 1000))
+            delay_ms = math.ceil(delay * 1000)
         run_at_ms: int | None = None
         if run_at is not None:
             if delay:

@@ -7,7 +7,7 @@ so each Lua script touches a single Cluster slot.
 | gtq:node                     | string | INCR at start-up: Snowflake node ids          | none |
 | gtq:wake                     | pubsub | enqueue, replay (PUBLISH queue name)          | -   |
 | gtq:{q}:meta                 | hash   | create_queue, set_paused; read by enqueue, claim | none |
-| gtq:{q}:j:<id>               | hash   | every transition (fields: see below)          | DONE/CANCELLED: COMPLETE_JOB_TTL; else none |
+| gtq:{q}:j:<id>               | hash   | every transition (fields below)  | DONE/CANCELLED: COMPLETE_JOB_TTL |
 | gtq:{q}:ready                | zset   | enqueue, claim, recover_expired, release, replay, cancel | none |
 | gtq:{q}:delayed              | zset   | enqueue, claim (promotes), fail, cancel       | none |
 | gtq:{q}:running              | zset   | claim, extend_lease, complete, fail, release, recover_expired | none |

@@ -26,7 +26,9 @@ class Metrics:
         )
         self.depth = Gauge("gotaskq_queue_depth", "Jobs per queue and state", ["queue", "state"], registry=r)
         self.active_workers = Gauge("gotaskq_active_workers", "Handlers running now", registry=r)
-        self.retried = Counter("gotaskq_jobs_retried_total", "Failed attempts scheduled to retry", ["queue"], registry=r)
+        self.retried = Counter(
+            "gotaskq_jobs_retried_total", "Failed attempts scheduled to retry", ["queue"], registry=r
+        )
         self.dead = Counter("gotaskq_jobs_dead_total", "Jobs moved to the DLQ", ["queue"], registry=r)
         self.recovered = Counter(
             "gotaskq_jobs_recovered_total", "Expired leases returned to the queue or the DLQ", ["queue"], registry=r

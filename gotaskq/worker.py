@@ -194,7 +194,7 @@ class Worker:
         finally:
             for t in (waiter, stopper):
                 t.cancel()
-        self._queues_at = 0.0 if waiter.done() and not waiter.cancelled() and timeout >= IDLE_POLL_S else self._queues_at
+        self._queues_at = 0.0  # a wake-up may come from a queue created meanwhile: re-read the list
 
     async def _sleep_unless_stopping(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

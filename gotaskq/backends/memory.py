@@ -23,11 +23,11 @@ from ..errors import (
     StaleLease,
 )
 from ..ids import Snowflake
-from ..job import Job, NewJob, error_entry, now_ms, validate_queue_name
+from ..job import MAX_ERROR_HISTORY, Job, NewJob, error_entry, now_ms, validate_queue_name
 from ..states import JobStatus, can_move
 from .base import (
-    Claimed,
     ClaimBatch,
+    Claimed,
     Completion,
     Enqueued,
     FailOutcome,
@@ -353,7 +353,7 @@ class MemoryBackend:
     def _record_error(self, job: Job, error: str, now: int) -> None:
         entry = error_entry(job.attempts, error, now)
         job.last_error = entry["error"]
-        job.errors = (job.errors + [entry])[-10:]
+        job.errors = [*job.errors, entry][-MAX_ERROR_HISTORY:]
 
     def _after_attempt(self, q: _Queue, job: Job, by: str, now: int, retry_delay_ms: int | None) -> None:
         """Attempts spent -> DEAD; else SCHEDULED after a delay, or PENDING at once when None."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from ..errors import InvalidInput
-from ..job import QUEUE_NAME_RE
+from ..job import QUEUE_NAME_RE, Job
 from .base import Page
 
 
@@ -46,7 +46,7 @@ async def all_queues_page(backend: _DeadLister, limit: int, cursor: str | None) 
     """Dead jobs of every queue: queues in name order, each newest first."""
     queues = await backend.list_queues()
     start_queue = parse_cursor(cursor)[0] if cursor else None
-    jobs = []
+    jobs: list[Job] = []
     for name in queues:
         if start_queue is not None and name < start_queue:
             continue

@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -28,11 +29,11 @@ from ..errors import (
     raise_for_code,
 )
 from ..ids import Snowflake
-from ..job import Job, NewJob, error_entry, now_ms, validate_queue_name
+from ..job import MAX_ERROR_HISTORY, Job, NewJob, error_entry, now_ms, validate_queue_name
 from ..states import JobStatus
 from .base import (
-    Claimed,
     ClaimBatch,
+    Claimed,
     Completion,
     Enqueued,
     FailOutcome,
@@ -49,6 +50,10 @@ LEASE_EXPIRED = "lease expired: the worker stopped heartbeating"
 PROMOTE_LIMIT = 1000
 BULK = 500  # ids per replay/delete script call: keeps each script short for Redis' event loop
 _ID_CACHE = 100_000
+
+
+def _text(v: bytes | str) -> str:
+    return v if isinstance(v, str) else v.decode()
 
 
 def _s(v: bytes | None) -> str | None:
@@ -169,7 +174,7 @@ class RedisBackend:
     async def list_queues(self) -> list[str]:
         async with self._guard():
             names = await self.client.smembers(keys.QUEUES)
-        return sorted(n.decode() for n in names)
+        return sorted(_text(n) for n in names)
 
     async def queue_info(self, name: str) -> QueueInfo:
         p = keys.queue_prefix(name)
@@ -305,7 +310,7 @@ class RedisBackend:
         cached = self._queue_of.get(job_id)
         async with self._guard():
             if cached is not None:
-                fields = await self.client.hgetall(keys.job_key(cached, job_id))
+                fields: dict[bytes, bytes] = await self.client.hgetall(keys.job_key(cached, job_id))  # type: ignore[assignment]
                 if fields:
                     return cached, fields
             queues = await self.list_queues()
@@ -365,7 +370,7 @@ class RedisBackend:
         offset = 0
         async with self._guard():
             while len(picked) <= limit:
-                rows = await self.client.zrevrangebyscore(
+                rows: list[tuple[bytes, float]] = await self.client.zrevrangebyscore(  # type: ignore[assignment]
                     key, top, "-inf", start=offset, num=limit + 1 + 64, withscores=True
                 )
                 for member, score in rows:
@@ -431,7 +436,7 @@ class RedisBackend:
     async def fail(self, job: Job, token: int, error: str, retry_delay_ms: int) -> FailOutcome:
         now = now_ms()
         entry = error_entry(job.attempts, error, now)
-        history = (job.errors + [entry])[-10:]
+        history = [*job.errors, entry][-MAX_ERROR_HISTORY:]
         res = await self._run(
             self.scripts.fail,
             job.queue,
@@ -441,8 +446,7 @@ class RedisBackend:
         if res[0] == Code.STALE_LEASE:
             raise StaleLease(f"lease on job {job.id} is no longer held")
         status = S(res[1].decode())
-        after = Job(**{f: getattr(job, f) for f in Job.__slots__})  # type: ignore[attr-defined]
-        after.status = status
+        after = replace(job, status=status)
         after.last_error = entry["error"]
         after.errors = history
         after.updated_at = int(res[3])
@@ -490,7 +494,7 @@ class RedisBackend:
                             self._wake.set()
                 finally:
                     with contextlib.suppress(Exception):
-                        await pubsub.aclose()
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]
             except asyncio.CancelledError:
                 raise
             except (GotaskqError, rexc.RedisError, OSError):
@@ -515,7 +519,7 @@ class RedisBackend:
 
     async def _dead_ids(self, queue: str) -> list[str]:
         async with self._guard():
-            ids = await self.client.zrange(keys.queue_prefix(queue) + "dead", 0, BULK - 1)
+            ids: list[bytes] = await self.client.zrange(keys.queue_prefix(queue) + "dead", 0, BULK - 1)  # type: ignore[assignment]
         return [i.decode() for i in ids]
 
     async def replay_all(self, queue: str) -> int:
