@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .backends.base import Backend, Enqueued, Page, QueueInfo
+from .backends.base import Backend, Enqueued, MinuteStats, Page, QueueInfo
 from .config import Settings
 from .errors import QueueNotFound
 from .handlers import Handler, HandlerRegistry
@@ -169,6 +169,10 @@ class App:
 
     async def resume(self, name: str) -> QueueInfo:
         return await self.backend.set_paused(validate_queue_name(name), False)
+
+    async def queue_stats(self, name: str, minutes: int = 15) -> list[MinuteStats]:
+        """Per-minute done/failed/dead counts of a queue, oldest first (true across processes)."""
+        return await self.backend.queue_stats(validate_queue_name(name), max(1, min(minutes, 120)))
 
     async def list_jobs(self, queue: str, status: JobStatus, limit: int = 50, cursor: str | None = None) -> Page:
         return await self.backend.list_jobs(validate_queue_name(queue), status, limit, cursor)

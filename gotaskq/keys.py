@@ -13,6 +13,7 @@ so each Lua script touches a single Cluster slot.
 | gtq:{q}:running              | zset   | claim, extend_lease, complete, fail, release, recover_expired | none |
 | gtq:{q}:dead                 | zset   | fail, recover_expired, replay, delete_dead    | none |
 | gtq:{q}:idem:<key>           | string | enqueue ("<id> <fingerprint>"), delete_dead   | IDEMPOTENCY_TTL |
+| gtq:{q}:stats:<minute>       | hash   | complete (done), fail (failed, dead): counts per epoch minute | 2 hours |
 
 Scores: ready = enqueue ms - priority * PRIORITY_AGING ms (ZPOPMIN order gives higher priority
 first, FIFO within a priority, and a job that waited long enough overtakes newer higher-priority

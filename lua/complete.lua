@@ -3,11 +3,13 @@
 -- KEYS[1]  queue prefix "gtq:{q}:"
 -- ARGV[1]  done-job TTL ms; ARGV[2..] triples of job id, lease token, result JSON
 -- Returns  one integer per triple: 1 done, 0 stale lease (refused, nothing written)
+-- Also counts the completions in the per-minute stats hash stats:<minute> (kept 2 hours).
 local rcall = redis.call
 local p = KEYS[1]
 local t = rcall('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local out = {}
+local n = 0
 for i = 2, #ARGV, 3 do
   local jk = p .. 'j:' .. ARGV[i]
   local f = rcall('HMGET', jk, 'st', 'lease')
@@ -16,8 +18,14 @@ for i = 2, #ARGV, 3 do
     rcall('HSET', jk, 'st', 'DONE', 'res', ARGV[i + 2], 'fa', now, 'ua', now)
     rcall('PEXPIRE', jk, ARGV[1])
     out[#out + 1] = 1
+    n = n + 1
   else
     out[#out + 1] = 0
   end
+end
+if n > 0 then
+  local sk = p .. 'stats:' .. math.floor(now / 60000)
+  rcall('HINCRBY', sk, 'done', n)
+  rcall('PEXPIRE', sk, 7200000)
 end
 return out

@@ -4,6 +4,7 @@
 -- ARGV[1]  job id   ARGV[2] lease token   ARGV[3] error text   ARGV[4] error history JSON
 -- ARGV[5]  retry delay ms   ARGV[6] wake channel   ARGV[7] queue name
 -- Returns  {-3} stale lease; {0, 'SCHEDULED', run_at_ms, now} or {0, 'DEAD', now, now}
+-- Also counts the failure in the per-minute stats hash stats:<minute> (kept 2 hours).
 local rcall = redis.call
 local p = KEYS[1]
 local id = ARGV[1]
@@ -14,9 +15,13 @@ local t = rcall('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 rcall('ZREM', p .. 'running', id)
 rcall('HSET', jk, 'err', ARGV[3], 'errs', ARGV[4], 'ua', now)
+local sk = p .. 'stats:' .. math.floor(now / 60000)
+rcall('HINCRBY', sk, 'failed', 1)
+rcall('PEXPIRE', sk, 7200000)
 if tonumber(f[3]) > tonumber(f[4]) then
   rcall('HSET', jk, 'st', 'DEAD', 'fa', now)
   rcall('ZADD', p .. 'dead', now, id)
+  rcall('HINCRBY', sk, 'dead', 1)
   return {0, 'DEAD', now, now}
 end
 local run = now + tonumber(ARGV[5])

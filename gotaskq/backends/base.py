@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..job import Job, NewJob
+from ..job import Job, NewJob, iso_ms
 from ..states import JobStatus
 
 
@@ -72,6 +72,19 @@ class QueueInfo:
 
 
 @dataclass(slots=True, frozen=True)
+class MinuteStats:
+    """Attempts that finished in one minute of one queue (across every worker process)."""
+
+    minute: int  # epoch minute
+    done: int
+    failed: int
+    dead: int
+
+    def to_dict(self) -> dict[str, object]:
+        return {"minute": iso_ms(self.minute * 60_000), "done": self.done, "failed": self.failed, "dead": self.dead}
+
+
+@dataclass(slots=True, frozen=True)
 class Page:
     jobs: list[Job]
     next_cursor: str | None
@@ -99,6 +112,8 @@ class Backend(Protocol):
     async def queue_info(self, name: str) -> QueueInfo:
         """Counts per state; raise QueueNotFound."""
     async def set_paused(self, name: str, paused: bool) -> QueueInfo: ...
+    async def queue_stats(self, name: str, minutes: int) -> list[MinuteStats]:
+        """Per-minute done/failed/dead counts of the last ``minutes`` minutes, oldest first."""
 
     # producers
     async def enqueue(self, spec: NewJob) -> Enqueued:

@@ -31,6 +31,7 @@ from .base import (
     Completion,
     Enqueued,
     FailOutcome,
+    MinuteStats,
     Page,
     QueueInfo,
     Recovered,
@@ -99,6 +100,7 @@ class MemoryBackend:
         self._idem: dict[tuple[str, str], tuple[str, str, int]] = {}  # -> (id, fp, expires ms)
         self._ids = Snowflake(node=0)
         self._wake = asyncio.Event()
+        self._stats: dict[tuple[str, int], dict[str, int]] = {}  # (queue, epoch minute) -> counts
 
     async def connect(self) -> None:
         return None
@@ -139,6 +141,23 @@ class MemoryBackend:
         if not paused:
             self._wake.set()
         return await self.queue_info(name)
+
+    def _count(self, queue: str, now: int, field: str, n: int = 1) -> None:
+        minute = now // 60_000
+        bucket = self._stats.setdefault((queue, minute), {})
+        bucket[field] = bucket.get(field, 0) + n
+        if len(self._stats) > 1000:  # keep two hours, as the Redis keys' TTL does
+            for key in [k for k in self._stats if k[1] < minute - 120]:
+                del self._stats[key]
+
+    async def queue_stats(self, name: str, minutes: int) -> list[MinuteStats]:
+        self._queue(name)
+        last = now_ms() // 60_000
+        out = []
+        for minute in range(last - minutes + 1, last + 1):
+            b = self._stats.get((name, minute), {})
+            out.append(MinuteStats(minute, b.get("done", 0), b.get("failed", 0), b.get("dead", 0)))
+        return out
 
     # -- producers ----------------------------------------------------------------------
     def _ready_score(self, job: Job) -> float:
@@ -335,6 +354,7 @@ class MemoryBackend:
             job.result = orjson.loads(c.result_json)
             q.running.remove(job.id)
             self._finish(job, now)
+            self._count(queue, now, "done")
             out.append(True)
         return out
 
@@ -347,6 +367,9 @@ class MemoryBackend:
         self._record_error(held, error, now)
         q.running.remove(held.id)
         self._after_attempt(q, held, "fail", now, retry_delay_ms)
+        self._count(job.queue, now, "failed")
+        if held.status is S.DEAD:
+            self._count(job.queue, now, "dead")
         self._wake.set()  # idle workers re-read the next due time
         return FailOutcome(held.status, replace(held))
 

@@ -37,6 +37,7 @@ from .base import (
     Completion,
     Enqueued,
     FailOutcome,
+    MinuteStats,
     Page,
     QueueInfo,
     Recovered,
@@ -195,6 +196,18 @@ class RedisBackend:
             if not paused:
                 await self.client.publish(keys.WAKE_CHANNEL, name)
         return await self.queue_info(name)
+
+    async def queue_stats(self, name: str, minutes: int) -> list[MinuteStats]:
+        await self.queue_info(name)
+        async with self._guard():
+            now = await self.client.time()
+            last = int(now[0]) // 60
+            span = range(last - minutes + 1, last + 1)
+            pipe = self.client.pipeline(transaction=False)
+            for minute in span:
+                pipe.hmget(f"{keys.queue_prefix(name)}stats:{minute}", ["done", "failed", "dead"])
+            rows = await pipe.execute()
+        return [MinuteStats(m, _i(r[0]), _i(r[1]), _i(r[2])) for m, r in zip(span, rows, strict=True)]
 
     # -- producers -------------------------------------------------------------------------
     def _job_args(self, spec: NewJob) -> list[Any]:
