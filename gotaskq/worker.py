@@ -36,7 +36,6 @@ class UnknownJobType(GotaskqError):
 @dataclass(slots=True)
 class _InFlight:
     claimed: Claimed
-    task: asyncio.Future[Any] | None = None
     lost: bool = False  # a heartbeat found the lease gone: our writes will be refused
 
 
@@ -101,12 +100,11 @@ class Worker:
         await asyncio.gather(*loops, return_exceptions=True)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wait_idle(), self.settings.shutdown_grace)
+        # Grace is over: cancel what still runs. A runner cancelled mid-bookkeeping may still
+        # have its completion applied; releasing that job is then refused by its token.
         self._abandon = True
-        for entry in list(self._inflight.values()):
-            if entry.task is not None:
-                entry.task.cancel()
-        for _ in runners:
-            self._ready.put_nowait(None)
+        for t in runners:
+            t.cancel()
         await asyncio.gather(*runners, return_exceptions=True)
         await self._release_abandoned()
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -208,15 +206,16 @@ class Worker:
                 return
             try:
                 await self._execute(claimed)
+            except asyncio.CancelledError:
+                if self._abandon:
+                    return  # shutdown: the entry stays in _inflight and its lease is released
+                raise
             except Exception:  # never let one job kill a runner
                 log.exception("unexpected error while running job %s", claimed.job.id)
-            finally:
-                entry = self._inflight.get(claimed.job.id)
-                if entry is not None and not self._abandon:
-                    del self._inflight[claimed.job.id]
-                self._slot_free.set()
-                if not self._inflight:
-                    self._idle.set()
+            self._inflight.pop(claimed.job.id, None)
+            self._slot_free.set()
+            if not self._inflight:
+                self._idle.set()
 
     def _child(self, kind: str, queue: str, *labels: str) -> Any:
         key = f"{kind}|{queue}|{'|'.join(labels)}"
@@ -227,50 +226,36 @@ class Worker:
 
     async def _execute(self, claimed: Claimed) -> None:
         job = claimed.job
-        entry = self._inflight[job.id]
-        if self._abandon:
-            return
-        ready_at = job.run_at or job.created_at
-        self._child("wait", job.queue).observe(max(0.0, (now_ms() - ready_at) / 1000))
+        q = job.queue
+        self._child("wait", q).observe(max(0.0, (now_ms() - (job.run_at or job.created_at)) / 1000))
         self.metrics.active_workers.inc()
         t0 = time.perf_counter()
         error: str | None = None
         result: Any = None
+        deadline = asyncio.timeout(job.timeout)
         try:
-            entry.task = self._start_handler(job)
-            done, _ = await asyncio.wait({entry.task}, timeout=job.timeout)
-            if not done:
-                entry.task.cancel()
-                error = f"timed out after {job.timeout:g}s"
-            elif entry.task.cancelled():
-                if self._abandon:
-                    return  # shutdown: the lease is released, the attempt not counted
-                error = "cancelled"
-            else:
-                exc = entry.task.exception()
-                if exc is None:
-                    result = entry.task.result()
+            reg = self.app.registry.get(job.type)
+            if reg is None:
+                raise UnknownJobType(f"no handler registered for job type {job.type!r}")
+            async with deadline:
+                if reg.is_async:
+                    result = await reg.fn(job)
                 else:
-                    error = f"{type(exc).__name__}: {exc}"
+                    result = await asyncio.get_running_loop().run_in_executor(self._executor, reg.fn, job)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # a handler's failure, whatever it raised, fails the attempt
+            if isinstance(exc, TimeoutError) and deadline.expired():
+                error = f"timed out after {job.timeout:g}s"
+            else:
+                error = f"{type(exc).__name__}: {exc}"
         finally:
             self.metrics.active_workers.dec()
-            self._child("duration", job.queue).observe(time.perf_counter() - t0)
-        if self._abandon and error is not None:
-            return
+            self._child("duration", q).observe(time.perf_counter() - t0)
         if error is None:
             await self._complete(claimed, result)
         else:
             await self._fail(claimed, error)
-
-    def _start_handler(self, job: Job) -> asyncio.Future[Any]:
-        reg = self.app.registry.get(job.type)
-        if reg is None:
-            fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            fut.set_exception(UnknownJobType(f"no handler registered for job type {job.type!r}"))
-            return fut
-        if reg.is_async:
-            return asyncio.ensure_future(reg.fn(job))
-        return asyncio.get_running_loop().run_in_executor(self._executor, reg.fn, job)
 
     async def _complete(self, claimed: Claimed, result: Any) -> None:
         job = claimed.job
