@@ -9,7 +9,7 @@ from typing import Any
 
 from .backends.base import Backend, Enqueued, MinuteStats, Page, QueueInfo
 from .config import Settings
-from .errors import QueueNotFound
+from .errors import BackendUnavailable, QueueNotFound
 from .handlers import Handler, HandlerRegistry
 from .job import Job, JSONValue, NewJob, validate_job_id, validate_queue_name
 from .metrics import Metrics
@@ -67,9 +67,12 @@ class App:
             if callable(register):
                 register(self)
         await self.backend.connect()
-        await self.backend.create_queue(DEFAULT_QUEUE)
-        for name in await self.backend.list_queues():
-            self.metrics.queue_created(name)
+        try:
+            await self.backend.create_queue(DEFAULT_QUEUE)
+            for name in await self.backend.list_queues():
+                self.metrics.queue_created(name)
+        except BackendUnavailable as exc:
+            log.warning("backend unavailable at start-up (%s); serving anyway, retrying on use", exc)
         self._started = True
 
     async def close(self) -> None:
@@ -121,15 +124,24 @@ class App:
     async def submit(self, spec: NewJob) -> Enqueued:
         """Enqueue a built job; ``created`` is False when an idempotency key matched."""
         await self._ensure_queue(spec.queue)
-        out = await self.backend.enqueue(spec)
+        try:
+            out = await self.backend.enqueue(spec)
+        except QueueNotFound:
+            if spec.queue != DEFAULT_QUEUE:
+                raise
+            await self.create_queue(DEFAULT_QUEUE)  # always exists, even after Redis lost its data
+            out = await self.backend.enqueue(spec)
         if out.created:
             self.metrics.enqueued.labels(spec.queue).inc()
         return out
 
     async def submit_many(self, specs: Sequence[NewJob]) -> list[Enqueued]:
         """Enqueue many jobs in as few round trips as the backend allows."""
-        for name in sorted({s.queue for s in specs}):
+        names = sorted({s.queue for s in specs})
+        for name in names:
             await self._ensure_queue(name)
+        if DEFAULT_QUEUE in names:
+            await self.create_queue(DEFAULT_QUEUE)
         out = await self.backend.enqueue_many(specs)
         for e in out:
             if e.created:

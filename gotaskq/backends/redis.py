@@ -106,16 +106,27 @@ class RedisBackend:
                 health_check_interval=15,
             )
         self._scripts = Scripts(self._client)
-        async with self._guard():
-            node = await self._client.incr(keys.NODE)
-        self._ids = Snowflake(node)
-        await self._warn_eviction()
+        try:
+            await self._id_source()
+            await self._warn_eviction()
+        except BackendUnavailable as exc:
+            # Start anyway (readyz says 503); the node id is taken on first use.
+            log.warning("redis is unreachable at start-up (%s); will keep trying", exc)
+
+    async def _id_source(self) -> Snowflake:
+        if self._ids is None:
+            async with self._guard():
+                node = await self.client.incr(keys.NODE)
+            self._ids = Snowflake(node)
+        return self._ids
 
     async def _warn_eviction(self) -> None:
         try:
             cfg = await self.client.config_get("maxmemory-policy")
-        except (rexc.ResponseError, rexc.ConnectionError):
+        except rexc.ResponseError:
             return  # CONFIG may be renamed or disabled on managed Redis
+        except (rexc.ConnectionError, rexc.TimeoutError, OSError):
+            return
         policy = next(iter(cfg.values()), b"noeviction")
         if isinstance(policy, bytes):
             policy = policy.decode()
@@ -210,10 +221,9 @@ class RedisBackend:
         return [MinuteStats(m, _i(r[0]), _i(r[1]), _i(r[2])) for m, r in zip(span, rows, strict=True)]
 
     # -- producers -------------------------------------------------------------------------
-    def _job_args(self, spec: NewJob) -> list[Any]:
-        assert self._ids is not None
+    def _job_args(self, spec: NewJob, ids: Snowflake) -> list[Any]:
         return [
-            self._ids.next_str(),
+            ids.next_str(),
             spec.type,
             spec.payload_json,
             spec.priority,
@@ -263,6 +273,10 @@ class RedisBackend:
         by_queue: dict[str, list[int]] = {}
         for i, spec in enumerate(specs):
             by_queue.setdefault(spec.queue, []).append(i)
+        if len(by_queue) > 1:  # one script per queue: check them all before writing any
+            for queue in by_queue:
+                if not await self.queue_exists(queue):
+                    raise QueueNotFound(f"queue {queue!r} does not exist")
         out: list[Enqueued | None] = [None] * len(specs)
         for queue, idxs in by_queue.items():
             for start in range(0, len(idxs), BULK):
@@ -275,8 +289,9 @@ class RedisBackend:
     ) -> None:
         s = self.settings
         args: list[Any] = [self._idem_ttl_ms, s.max_queue_depth, self._aging_ms, keys.WAKE_CHANNEL, queue]
+        ids = await self._id_source()
         for spec in specs:
-            args.extend(self._job_args(spec))
+            args.extend(self._job_args(spec, ids))
         res = await self._run(self.scripts.enqueue, queue, args)
         head = res[0]
         if not isinstance(head, list):
