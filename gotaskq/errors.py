@@ -82,7 +82,10 @@ class Code(IntEnum):
 
 def raise_for_code(code: int, job_id: str = "", status: str | None = None) -> None:
     """Raise the exception for a negative script code; do nothing for OK/DUPLICATE."""
-    c = Code(code)
+    try:
+        c = Code(code)
+    except ValueError:
+        raise GotaskqError(f"unexpected script code {code!r}") from None
     if c in (Code.OK, Code.DUPLICATE):
         return
     if c is Code.JOB_NOT_FOUND:

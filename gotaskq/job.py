@@ -14,9 +14,9 @@ import orjson
 from .errors import InvalidInput
 from .states import JobStatus
 
-QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
-JOB_ID_RE = re.compile(r"^[0-9]{1,20}$")
-TYPE_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+QUEUE_NAME_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+JOB_ID_RE = re.compile(r"[0-9]{1,20}")
+TYPE_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
 MAX_PRIORITY = 10
 MAX_RETRIES_LIMIT = 100
 MAX_IDEMPOTENCY_KEY = 255
@@ -42,7 +42,7 @@ def iso_ms(ms: int | None) -> str | None:
 
 
 def validate_queue_name(name: object) -> str:
-    if not isinstance(name, str) or not QUEUE_NAME_RE.match(name):
+    if not isinstance(name, str) or not QUEUE_NAME_RE.fullmatch(name):
         raise InvalidInput(
             "queue name must be 1-64 characters of A-Z a-z 0-9 _ . -",
             {"queue": "invalid queue name"},
@@ -51,7 +51,7 @@ def validate_queue_name(name: object) -> str:
 
 
 def validate_job_id(job_id: object) -> str:
-    if not isinstance(job_id, str) or not JOB_ID_RE.match(job_id):
+    if not isinstance(job_id, str) or not JOB_ID_RE.fullmatch(job_id):
         raise InvalidInput("job id must be a decimal integer", {"id": "invalid job id"})
     return job_id
 
@@ -158,9 +158,9 @@ class NewJob:
         ``delay`` is in seconds from now; ``run_at`` is epoch seconds (not with ``delay``).
         """
         errs: dict[str, str] = {}
-        if not isinstance(type, str) or not TYPE_RE.match(type):
+        if not isinstance(type, str) or not TYPE_RE.fullmatch(type):
             errs["type"] = "must be 1-128 characters of A-Z a-z 0-9 _ . : -"
-        if not isinstance(queue, str) or not QUEUE_NAME_RE.match(queue):
+        if not isinstance(queue, str) or not QUEUE_NAME_RE.fullmatch(queue):
             errs["queue"] = "must be 1-64 characters of A-Z a-z 0-9 _ . -"
         if not _is_int(priority) or not 0 <= priority <= MAX_PRIORITY:
             errs["priority"] = f"must be an integer from 0 to {MAX_PRIORITY}"
@@ -220,7 +220,9 @@ def _is_int(v: object) -> bool:
 
 
 def _is_number(v: object) -> bool:
-    return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)  # type: ignore[arg-type]
+    if _is_int(v):
+        return abs(v) < 2**63  # type: ignore[arg-type]  # also keeps math.isfinite off huge ints
+    return isinstance(v, float) and math.isfinite(v)
 
 
 def error_entry(attempt: int, message: str, at_ms: int) -> dict[str, Any]:

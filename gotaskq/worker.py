@@ -74,17 +74,16 @@ class Worker:
 
     # -- lifecycle -------------------------------------------------------------------------
     async def run(self) -> None:
-        await self.app.start()
-        runners = [asyncio.create_task(self._runner()) for _ in range(self.concurrency)]
-        loops = [
-            asyncio.create_task(self._fetch_loop()),
-            asyncio.create_task(self._heartbeat_loop()),
-            asyncio.create_task(self._recovery_loop()),
-        ]
         try:
-            await self._stopping.wait()
+            await self.app.start()
+            runners = [asyncio.create_task(self._runner()) for _ in range(self.concurrency)]
+            claiming = [asyncio.create_task(self._fetch_loop()), asyncio.create_task(self._recovery_loop())]
+            heartbeat = asyncio.create_task(self._heartbeat_loop())
+            try:
+                await self._stopping.wait()
+            finally:
+                await self._shutdown(runners, claiming, heartbeat)
         finally:
-            await self._shutdown(runners, loops)
             self._stopped.set()
 
     async def stop(self) -> None:
@@ -94,18 +93,18 @@ class Worker:
     def request_stop(self) -> None:
         self._stopping.set()
 
-    async def _shutdown(self, runners: list[asyncio.Task[None]], loops: list[asyncio.Task[None]]) -> None:
-        for t in loops:
-            t.cancel()
-        await asyncio.gather(*loops, return_exceptions=True)
+    async def _shutdown(
+        self, runners: list[asyncio.Task[None]], claiming: list[asyncio.Task[None]], heartbeat: asyncio.Task[None]
+    ) -> None:
+        await _cancel(claiming)
+        # Heartbeats go on through the grace period: jobs finishing now keep their leases.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wait_idle(), self.settings.shutdown_grace)
         # Grace is over: cancel what still runs. A runner cancelled mid-bookkeeping may still
         # have its completion applied; releasing that job is then refused by its token.
         self._abandon = True
-        for t in runners:
-            t.cancel()
-        await asyncio.gather(*runners, return_exceptions=True)
+        await _cancel(runners)
+        await _cancel([heartbeat])
         await self._release_abandoned()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
@@ -317,7 +316,7 @@ class Worker:
     # -- leases ----------------------------------------------------------------------------
     async def _heartbeat_loop(self) -> None:
         interval = max(0.02, self.settings.visibility_timeout / 3)
-        while True:
+        while not self._abandon:
             await asyncio.sleep(interval)
             by_queue: dict[str, list[tuple[str, int]]] = {}
             for jid, entry in list(self._inflight.items()):
@@ -338,7 +337,7 @@ class Worker:
                 entry.lost = True
 
     async def _recovery_loop(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 for queue in await self._queue_names():
                     rec = await self.backend.recover_expired(queue)
@@ -353,6 +352,17 @@ class Worker:
             except (BackendUnavailable, QueueNotFound) as exc:
                 log.warning("recovery pass failed: %s", exc)
             await asyncio.sleep(self.settings.recovery_interval)
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel and wait, bounded: on Python 3.11 a cancel landing in a client's internal
+    asyncio.timeout can be swallowed, so every loop also checks its own stop flag."""
+    for t in tasks:
+        t.cancel()
+    if tasks:
+        _, pending = await asyncio.wait(tasks, timeout=5.0)
+        for t in pending:
+            log.warning("task %s did not stop within 5 s", t.get_name())
 
 
 def _extra(job: Job) -> dict[str, object]:

@@ -30,7 +30,7 @@ def decode_cursor(cursor: str | None, queue: str) -> tuple[float, int] | None:
 def parse_cursor(cursor: str) -> tuple[str, int, int]:
     parts = cursor.rsplit(":", 2)
     try:
-        if len(parts) != 3 or not QUEUE_NAME_RE.match(parts[0]):
+        if len(parts) != 3 or not QUEUE_NAME_RE.fullmatch(parts[0]):
             raise ValueError
         return parts[0], int(parts[1]), int(parts[2])
     except ValueError:

@@ -1,0 +1,67 @@
+"""Path and query parameters: job ids, queue names, page limits."""
+
+from __future__ import annotations
+
+import re
+
+from starlette.requests import Request
+
+from ..errors import InvalidInput, JobNotFound
+from ..job import JOB_ID_RE, QUEUE_NAME_RE
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+_DIGITS = re.compile(r"[0-9]+")
+QUEUE_NAME_RULE = "queue name must be 1-64 characters of A-Z a-z 0-9 _ . -"
+
+
+def job_id(request: Request) -> str:
+    """The ``{id}`` path parameter; anything that is not a decimal id cannot name a job: 404."""
+    raw: str = request.path_params["id"]
+    # fullmatch: JOB_ID_RE ends in ``$``, which also accepts a trailing newline.
+    if not JOB_ID_RE.fullmatch(raw):
+        raise JobNotFound("job not found")
+    return raw
+
+
+def queue_name(raw: object) -> str:
+    """A valid queue name, or InvalidInput (422) naming ``queue``."""
+    # fullmatch: QUEUE_NAME_RE ends in ``$``, which also accepts a trailing newline.
+    if not isinstance(raw, str) or not QUEUE_NAME_RE.fullmatch(raw):
+        raise InvalidInput(QUEUE_NAME_RULE, {"queue": "invalid queue name"})
+    return raw
+
+
+def path_queue(request: Request) -> str:
+    return queue_name(request.path_params["name"])
+
+
+def optional_queue(request: Request) -> str | None:
+    """``?queue=``; absent or empty means every queue."""
+    raw = request.query_params.get("queue")
+    return queue_name(raw) if raw else None
+
+
+def required_queue(request: Request) -> str:
+    raw = request.query_params.get("queue")
+    if not raw:
+        raise InvalidInput("the queue query parameter is required", {"queue": "is required"})
+    return queue_name(raw)
+
+
+def limit(request: Request) -> int:
+    """``?limit=``: 1 or more, capped at MAX_LIMIT; empty or absent means DEFAULT_LIMIT."""
+    raw = request.query_params.get("limit")
+    if raw is None or raw == "":
+        return DEFAULT_LIMIT
+    n = 0
+    if _DIGITS.fullmatch(raw):
+        n = MAX_LIMIT if len(raw.lstrip("0")) > 7 else int(raw)
+    if n < 1:
+        raise InvalidInput("limit must be a positive integer", {"limit": "must be an integer of at least 1"})
+    return min(n, MAX_LIMIT)
+
+
+def cursor(request: Request) -> str | None:
+    raw = request.query_params.get("cursor")
+    return raw or None
