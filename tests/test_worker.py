@@ -1,0 +1,509 @@
+"""The Worker pool, run for real against the memory backend, fakeredis and a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import threading
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import pytest
+from conftest import MakeBackend, MakeSettings
+
+from gotaskq import worker as worker_module
+from gotaskq.app import App
+from gotaskq.backends.base import Backend, Completion
+from gotaskq.job import Job, now_ms
+from gotaskq.states import JobStatus
+from gotaskq.worker import Worker
+
+S = JobStatus
+FAST: dict[str, Any] = {
+    "num_workers": 4,
+    "visibility_timeout": 2.0,
+    "base_delay": 0.01,
+    "max_delay": 0.05,
+    "recovery_interval": 0.05,
+    "shutdown_grace": 1.0,
+}
+DEADLINE_S = 5.0
+STOP_DEADLINE_S = 10.0
+
+
+async def wait_until(pred: Callable[[], Awaitable[bool] | bool], timeout: float = DEADLINE_S, what: str = "") -> None:
+    """Poll ``pred`` every 10 ms until it holds; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = pred()
+        if not isinstance(got, bool):
+            got = await got
+        if got:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what or pred}")
+        await asyncio.sleep(0.01)
+
+
+async def wait_status(app: App, job_id: str, *statuses: JobStatus, timeout: float = DEADLINE_S) -> Job:
+    found: list[Job] = []
+
+    async def reached() -> bool:
+        job = await app.get_job(job_id)
+        if job is not None and job.status in statuses:
+            found.append(job)
+            return True
+        return False
+
+    await wait_until(reached, timeout, f"job {job_id} to be {'/'.join(statuses)}")
+    return found[-1]
+
+
+def sample(app: App, name: str, **labels: str) -> float:
+    value = app.metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+class Pool:
+    """Builds apps on the parametrised backend and runs workers; stops every worker at teardown."""
+
+    def __init__(self, make_backend: MakeBackend, make_settings: MakeSettings) -> None:
+        self._make_backend = make_backend
+        self._make_settings = make_settings
+        self.running: list[tuple[Worker, asyncio.Task[None]]] = []
+
+    async def app(self, **overrides: Any) -> App:
+        kw = {**FAST, **overrides}
+        backend = await self._make_backend(**kw)
+        app = App(self._make_settings(**kw), backend, builtins=False)
+        await app.start()
+        return app
+
+    def start(self, app: App, concurrency: int | None = None, backend: Backend | None = None) -> Worker:
+        w: Worker = app.worker(concurrency)
+        if backend is not None:
+            w.backend = backend
+        self.running.append((w, asyncio.create_task(w.run())))
+        return w
+
+    async def stop_all(self) -> None:
+        for w, task in reversed(self.running):
+            if not task.done():
+                try:
+                    await asyncio.wait_for(w.stop(), STOP_DEADLINE_S)
+                except TimeoutError:
+                    import sys
+                    for t in asyncio.all_tasks():
+                        t.print_stack(file=sys.stderr)
+                    print("INFLIGHT", w._inflight, w._abandon, file=sys.stderr)
+                    raise
+            await task  # surfaces an exception that escaped run()
+
+
+@pytest.fixture
+async def pool(make_backend: MakeBackend, make_settings: MakeSettings) -> Any:
+    p = Pool(make_backend, make_settings)
+    yield p
+    await p.stop_all()
+
+
+class NoHeartbeat:
+    """A backend whose heartbeats claim success but do nothing: the lease silently expires."""
+
+    def __init__(self, inner: Backend) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def extend_leases(self, queue: str, leases: Sequence[tuple[str, int]], lease_ms: int) -> list[bool]:
+        return [True] * len(leases)
+
+
+# -- running handlers -----------------------------------------------------------------------
+async def test_async_and_sync_handlers_store_their_result(pool: Pool) -> None:
+    app = await pool.app()
+    threads: dict[str, bool] = {}
+
+    @app.task("add")
+    async def add(job: Job) -> dict[str, int]:
+        threads["add"] = threading.current_thread() is threading.main_thread()
+        return {"sum": job.payload["a"] + job.payload["b"]}
+
+    @app.task("mul")
+    def mul(job: Job) -> int:
+        threads["mul"] = threading.current_thread() is threading.main_thread()
+        return int(job.payload["a"] * job.payload["b"])
+
+    pool.start(app)
+    a = await app.enqueue("add", {"a": 2, "b": 3})
+    m = await app.enqueue("mul", {"a": 4, "b": 5})
+    a_done = await wait_status(app, a.id, S.DONE)
+    m_done = await wait_status(app, m.id, S.DONE)
+    assert a_done.result == {"sum": 5}
+    assert m_done.result == 20
+    for job in (a_done, m_done):
+        assert job.attempts == 1
+        assert job.last_error is None and job.errors == []
+        assert job.finished_at is not None
+    assert threads == {"add": True, "mul": False}, "sync handlers must run off the event loop"
+    assert sample(app, "gotaskq_jobs_processed_total", queue="default", status="done") == 2
+
+
+async def test_raising_handler_retries_then_goes_dead(pool: Pool) -> None:
+    app = await pool.app()
+    calls: list[int] = []
+
+    @app.task("boom")
+    async def boom(job: Job) -> None:
+        calls.append(job.attempts)
+        raise ValueError(f"boom {job.attempts}")
+
+    pool.start(app)
+    job = await app.enqueue("boom", max_retries=2)
+    dead = await wait_status(app, job.id, S.DEAD)
+    assert calls == [1, 2, 3]
+    assert dead.attempts == 3 == dead.max_retries + 1
+    assert [e["attempt"] for e in dead.errors] == [1, 2, 3]
+    assert [e["error"] for e in dead.errors] == ["ValueError: boom 1", "ValueError: boom 2", "ValueError: boom 3"]
+    assert dead.last_error == "ValueError: boom 3"
+    assert [j.id for j in (await app.dlq_list("default")).jobs] == [job.id]
+    assert sample(app, "gotaskq_jobs_retried_total", queue="default") == 2
+    assert sample(app, "gotaskq_jobs_dead_total", queue="default") == 1
+    assert sample(app, "gotaskq_jobs_processed_total", queue="default", status="dead") == 1
+
+
+async def test_a_failed_job_waits_for_its_backoff(pool: Pool, monkeypatch: pytest.MonkeyPatch) -> None:
+    delays: list[tuple[int, float, float]] = []
+
+    def fixed_delay(failures: int, base: float, cap: float) -> float:
+        delays.append((failures, base, cap))
+        return 0.25
+
+    monkeypatch.setattr(worker_module, "retry_delay", fixed_delay)
+    app = await pool.app()
+    starts: list[float] = []
+
+    @app.task("flaky")
+    async def flaky(job: Job) -> str:
+        starts.append(time.monotonic())
+        if job.attempts == 1:
+            raise RuntimeError("first try fails")
+        return "ok"
+
+    pool.start(app)
+    job = await app.enqueue("flaky", max_retries=3)
+    scheduled = await wait_status(app, job.id, S.SCHEDULED)
+    assert scheduled.run_at is not None and scheduled.last_error == "RuntimeError: first try fails"
+    done = await wait_status(app, job.id, S.DONE)
+    assert done.attempts == 2 and done.result == "ok"
+    assert delays == [(1, FAST["base_delay"], FAST["max_delay"])]
+    assert starts[1] - starts[0] >= 0.22, "the retry ran before its backoff delay"
+
+
+async def test_unknown_job_type_goes_dead_and_the_worker_keeps_going(pool: Pool) -> None:
+    app = await pool.app()
+
+    @app.task("known")
+    async def known(job: Job) -> str:
+        return "fine"
+
+    pool.start(app)
+    unknown = await app.enqueue("no.such.type", max_retries=1)
+    dead = await wait_status(app, unknown.id, S.DEAD)
+    assert dead.attempts == 2
+    assert dead.last_error is not None and "no.such.type" in dead.last_error
+    assert "UnknownJobType" in dead.last_error
+    ok = await app.enqueue("known")
+    assert (await wait_status(app, ok.id, S.DONE)).result == "fine"
+
+
+async def test_job_timeout_counts_as_a_failure(pool: Pool) -> None:
+    app = await pool.app()
+    cancelled = asyncio.Event()
+
+    @app.task("slow")
+    async def slow(job: Job) -> None:
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    pool.start(app)
+    t0 = time.monotonic()
+    job = await app.enqueue("slow", timeout=0.1, max_retries=0)
+    dead = await wait_status(app, job.id, S.DEAD, timeout=3.0)
+    assert time.monotonic() - t0 < 3.0
+    assert dead.attempts == 1
+    assert dead.last_error is not None and "timed out" in dead.last_error
+    assert cancelled.is_set(), "the timed-out handler must be cancelled"
+
+
+# -- scheduling across queues -----------------------------------------------------------------
+async def test_num_workers_bounds_the_whole_process_and_queues_take_turns(pool: Pool) -> None:
+    app = await pool.app(num_workers=3)
+    active = 0
+    peak = 0
+    started: list[str] = []
+
+    @app.task("slow")
+    async def slow(job: Job) -> None:
+        nonlocal active, peak
+        started.append(job.queue)
+        active += 1
+        peak = max(peak, active)
+        try:
+            await asyncio.sleep(0.1)
+        finally:
+            active -= 1
+
+    ids = []
+    for q in ("qa", "qb", "qc"):
+        await app.create_queue(q)
+        for _ in range(4):
+            ids.append((await app.enqueue("slow", queue=q)).id)
+    w = pool.start(app)  # concurrency from NUM_WORKERS
+    assert w.concurrency == 3
+    for jid in ids:
+        await wait_status(app, jid, S.DONE)
+    assert peak == 3, f"at most NUM_WORKERS handlers at once (and all of them used), saw {peak}"
+    assert set(started[:3]) == {"qa", "qb", "qc"}, f"queues must take turns, started {started}"
+
+
+async def test_a_queue_created_while_running_is_picked_up(pool: Pool) -> None:
+    app = await pool.app()
+
+    @app.task("t")
+    async def t(job: Job) -> str:
+        return job.queue
+
+    pool.start(app)
+    first = await app.enqueue("t")
+    await wait_status(app, first.id, S.DONE)  # the worker has listed the queues already
+    await app.create_queue("late")
+    late = await app.enqueue("t", queue="late")
+    assert (await wait_status(app, late.id, S.DONE)).result == "late"
+
+
+async def test_a_paused_queue_is_skipped_until_resumed(pool: Pool) -> None:
+    app = await pool.app()
+
+    @app.task("t")
+    async def t(job: Job) -> str:
+        return job.queue
+
+    await app.create_queue("p")
+    await app.pause("p")
+    held = await app.enqueue("t", queue="p")
+    pool.start(app)
+    barrier = await app.enqueue("t")
+    await wait_status(app, barrier.id, S.DONE)
+    await asyncio.sleep(0.2)  # a few more claim rounds: the paused job must stay put
+    job = await app.get_job(held.id)
+    assert job is not None and job.status is S.PENDING and job.attempts == 0
+    await app.resume("p")
+    assert (await wait_status(app, held.id, S.DONE)).result == "p"
+
+
+async def test_a_delayed_job_starts_when_due(pool: Pool) -> None:
+    app = await pool.app()
+    started_ms: list[int] = []
+
+    @app.task("t")
+    async def t(job: Job) -> None:
+        started_ms.append(now_ms())
+
+    pool.start(app)
+    job = await app.enqueue("t", delay=0.2)
+    assert job.status is S.SCHEDULED and job.run_at is not None
+    await wait_status(app, job.id, S.DONE)
+    late_ms = started_ms[0] - job.run_at
+    assert late_ms >= -2, f"started {-late_ms} ms before its run_at"
+    assert late_ms < 500, f"started {late_ms} ms after its run_at"
+
+
+# -- leases -----------------------------------------------------------------------------------
+async def test_heartbeats_keep_the_lease_of_a_blocking_sync_handler(pool: Pool) -> None:
+    app = await pool.app(visibility_timeout=0.3)
+    calls: list[int] = []
+
+    @app.task("block")
+    def block(job: Job) -> str:
+        calls.append(job.attempts)
+        time.sleep(1.0)  # blocks its thread, not the event loop that heartbeats
+        return "held"
+
+    pool.start(app)
+    job = await app.enqueue("block")
+    done = await wait_status(app, job.id, S.DONE)
+    assert calls == [1]
+    assert done.attempts == 1 and done.result == "held"
+    assert sample(app, "gotaskq_jobs_recovered_total", queue="default") == 0
+    assert sample(app, "gotaskq_stale_completions_total") == 0
+
+
+async def test_a_job_of_a_killed_worker_is_recovered_and_rerun(pool: Pool) -> None:
+    app = await pool.app()
+    runs: list[int] = []
+
+    @app.task("t")
+    async def t(job: Job) -> str:
+        runs.append(job.attempts)
+        return "rerun"
+
+    job = await app.enqueue("t")
+    batch = await app.backend.claim("default", 1, lease_ms=200)  # a worker that then dies
+    assert [c.job.id for c in batch.jobs] == [job.id]
+    t0 = time.monotonic()
+    pool.start(app)
+    done = await wait_status(app, job.id, S.DONE, timeout=3.0)
+    assert time.monotonic() - t0 < 0.2 + 1.5
+    assert runs == [2]
+    assert done.attempts == 2 and done.result == "rerun"
+    assert sample(app, "gotaskq_jobs_recovered_total", queue="default") == 1
+    # the dead worker's token is fenced off
+    old = batch.jobs[0]
+    assert await app.backend.complete("default", [Completion(job.id, old.token, b"1")]) == [False]
+
+
+async def test_stop_releases_a_job_that_outlives_the_grace(pool: Pool) -> None:
+    app = await pool.app(shutdown_grace=0.2)
+    started = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    @app.task("long")
+    async def long(job: Job) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    w = pool.start(app)
+    job = await app.enqueue("long")
+    await asyncio.wait_for(started.wait(), DEADLINE_S)
+    t0 = time.monotonic()
+    await asyncio.wait_for(w.stop(), STOP_DEADLINE_S)
+    assert time.monotonic() - t0 < 2.0
+    assert cancelled.is_set()
+    after = await app.get_job(job.id)
+    assert after is not None
+    assert after.status is S.PENDING
+    assert after.attempts == 0, "a released attempt is not counted"
+    info = await app.queue_info("default")
+    assert (info.pending, info.running) == (1, 0)
+    assert w.inflight == 0
+
+
+async def test_stop_waits_for_a_short_job(pool: Pool) -> None:
+    app = await pool.app(shutdown_grace=5.0)
+    started = asyncio.Event()
+
+    @app.task("short")
+    async def short(job: Job) -> str:
+        started.set()
+        await asyncio.sleep(0.2)
+        return "finished"
+
+    w = pool.start(app)
+    job = await app.enqueue("short")
+    await asyncio.wait_for(started.wait(), DEADLINE_S)
+    t0 = time.monotonic()
+    await asyncio.wait_for(w.stop(), STOP_DEADLINE_S)
+    assert time.monotonic() - t0 < 4.0
+    done = await app.get_job(job.id)
+    assert done is not None and done.status is S.DONE and done.result == "finished"
+    assert done.attempts == 1
+    assert (await app.queue_info("default")).running == 0
+
+
+async def test_a_completion_with_an_old_token_is_refused(pool: Pool) -> None:
+    app = await pool.app()
+    backend = app.backend
+    job = await app.enqueue("t")
+    old = (await backend.claim("default", 1, lease_ms=50)).jobs[0]
+    recovered: list[str] = []
+
+    async def expired() -> bool:
+        recovered.extend((await backend.recover_expired("default")).requeued)
+        return bool(recovered)
+
+    await wait_until(expired, what="the lease to expire")
+    assert recovered == [job.id]
+    assert await backend.complete("default", [Completion(job.id, old.token, b'"late"')]) == [False]
+    pending = await app.get_job(job.id)
+    assert pending is not None and pending.status is S.PENDING and pending.result is None
+    new = (await backend.claim("default", 1, lease_ms=10_000)).jobs[0]
+    assert new.token > old.token
+    assert await backend.complete("default", [Completion(job.id, new.token, b'"ok"')]) == [True]
+
+
+async def test_the_worker_counts_its_own_stale_completion(pool: Pool) -> None:
+    app = await pool.app(visibility_timeout=0.2)
+    first_started = threading.Event()
+    calls: list[int] = []
+
+    @app.task("t")
+    def t(job: Job) -> str:
+        calls.append(job.attempts)
+        if job.attempts == 1:
+            first_started.set()
+            time.sleep(0.8)  # far past the lease, which nobody renews
+            return "first"
+        return "second"
+
+    pool.start(app, concurrency=1, backend=NoHeartbeat(app.backend))
+    job = await app.enqueue("t")
+    await wait_until(first_started.is_set, what="the first attempt to start")
+    pool.start(app, concurrency=1)  # a healthy worker recovers the job and runs it again
+    done = await wait_status(app, job.id, S.DONE)
+    assert done.result == "second" and done.attempts == 2
+    await wait_until(
+        lambda: sample(app, "gotaskq_stale_completions_total") >= 1, what="the stale completion to be counted"
+    )
+    after = await app.get_job(job.id)
+    assert after is not None and after.result == "second", "the stale completion must not overwrite"
+    assert calls == [1, 2]
+
+
+# -- idle behaviour ---------------------------------------------------------------------------
+async def test_an_idle_worker_does_not_spin(pool: Pool, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = await pool.app()
+    backend = app.backend
+    real_claim = backend.claim
+    claims = 0
+
+    async def counting_claim(queue: str, count: int, lease_ms: int) -> Any:
+        nonlocal claims
+        claims += 1
+        return await real_claim(queue, count, lease_ms)
+
+    monkeypatch.setattr(backend, "claim", counting_claim)
+    pool.start(app)
+    await wait_until(lambda: claims >= 1, what="the first claim")
+    await asyncio.sleep(0.1)
+    claims = 0
+    await asyncio.sleep(1.0)  # the measuring window
+    assert claims <= 10, f"{claims} claim calls in 1 s while idle"
+
+
+async def test_an_idle_worker_starts_a_new_job_promptly(pool: Pool) -> None:
+    app = await pool.app()
+    started_at: list[float] = []
+
+    @app.task("t")
+    async def t(job: Job) -> None:
+        started_at.append(time.perf_counter())
+
+    pool.start(app)
+    latencies = []
+    for _ in range(3):
+        await asyncio.sleep(0.1)  # let the worker go back to waiting for work
+        t0 = time.perf_counter()
+        job = await app.enqueue("t")
+        await wait_status(app, job.id, S.DONE)
+        latencies.append(started_at[-1] - t0)
+    assert statistics.median(latencies) < 0.05, f"enqueue-to-start latencies {latencies}"
