@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+import fakeredis
 import httpx
 import pytest
 from starlette.applications import Starlette
@@ -19,6 +20,7 @@ from starlette.applications import Starlette
 from gotaskq import App, Backend, Settings
 from gotaskq.api import create_app
 from gotaskq.backends.memory import MemoryBackend
+from gotaskq.backends.redis import RedisBackend
 
 BackendFactory = Callable[[Settings], Backend]
 MakeApp = Callable[..., App]
@@ -55,10 +57,16 @@ class Api:
 MakeApi = Callable[..., Awaitable[Api]]
 
 
-@pytest.fixture
-def backend_factory() -> BackendFactory:
-    """How each test's store is made from its Settings."""
-    return MemoryBackend
+@pytest.fixture(params=["memory", "fakeredis", "redis"])
+def backend_factory(request: pytest.FixtureRequest) -> BackendFactory:
+    """How each test's store is made from its Settings: the API suite runs on every store."""
+    if request.param == "memory":
+        return MemoryBackend
+    if request.param == "fakeredis":
+        return lambda s: RedisBackend(s, client=fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer()))
+    server = request.getfixturevalue("redis_server")
+    server.flushall()
+    return lambda s: RedisBackend(replace(s, redis_url=server.url))
 
 
 @pytest.fixture

@@ -321,12 +321,15 @@ async def test_state_holds_the_app(make_app: MakeApp) -> None:
 async def test_lifespan_starts_and_closes_the_app(make_app: MakeApp, monkeypatch: pytest.MonkeyPatch) -> None:
     app = make_app()
     calls: list[str] = []
+    real_connect, real_close = app.backend.connect, app.backend.close
 
     async def connect() -> None:
         calls.append("connect")
+        await real_connect()
 
     async def close() -> None:
         calls.append("close")
+        await real_close()
 
     monkeypatch.setattr(app.backend, "connect", connect)
     monkeypatch.setattr(app.backend, "close", close)
