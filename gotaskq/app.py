@@ -140,9 +140,13 @@ class App:
         names = sorted({s.queue for s in specs})
         for name in names:
             await self._ensure_queue(name)
-        if DEFAULT_QUEUE in names:
-            await self.create_queue(DEFAULT_QUEUE)
-        out = await self.backend.enqueue_many(specs)
+        try:
+            out = await self.backend.enqueue_many(specs)
+        except QueueNotFound:
+            if DEFAULT_QUEUE not in names:
+                raise
+            await self.create_queue(DEFAULT_QUEUE)  # always exists, even after Redis lost its data
+            out = await self.backend.enqueue_many(specs)
         for e in out:
             if e.created:
                 self.metrics.enqueued.labels(e.job.queue).inc()

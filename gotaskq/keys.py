@@ -20,8 +20,8 @@ first, FIFO within a priority, and a job that waited long enough overtakes newer
 ones: aging); delayed = run_at ms; running = lease deadline ms (Redis TIME); dead = death ms.
 
 Job hash fields (short names keep a waiting job small): id, q, type, payload (JSON), pri, st,
-att, maxr, tmo (ms), run (run_at ms), idem, fp, err, errs (JSON list), res (JSON), ca, ua, sa,
-fa (created/updated/started/finished ms), lease (fencing token, only ever increases).
+att (absent = 0), maxr, tmo (ms), run (run_at ms), idem, fp, err, errs (JSON list), res (JSON), ca, ua, sa,
+fa (created/updated/started/finished ms; no ua = ca), lease (fencing token, only ever increases).
 """
 
 from __future__ import annotations

@@ -53,7 +53,8 @@ class Worker:
         self.metrics = app.metrics
         self.concurrency = max(1, concurrency if concurrency is not None else self.settings.num_workers)
         self.lease_ms = int(self.settings.visibility_timeout * 1000)
-        self._inflight: dict[str, _InFlight] = {}
+        self._inflight: dict[str, _InFlight] = {}  # leases held: claimed, not yet recorded
+        self._busy = 0  # slots taken: claimed jobs whose handler has not returned yet
         self._ready: asyncio.Queue[Claimed | None] = asyncio.Queue()
         self._stopping = asyncio.Event()
         self._stopped = asyncio.Event()
@@ -74,6 +75,7 @@ class Worker:
 
     # -- lifecycle -------------------------------------------------------------------------
     async def run(self) -> None:
+        self.metrics.active_workers.set_function(lambda: self._busy)
         try:
             await self.app.start()
             runners = [asyncio.create_task(self._runner()) for _ in range(self.concurrency)]
@@ -135,38 +137,43 @@ class Worker:
     async def _fetch_loop(self) -> None:
         failures = 0
         while not self._stopping.is_set():
-            free = self.concurrency - len(self._inflight)
+            # A slot frees when its handler returns, so the next claim overlaps the previous
+            # jobs' completions in flight instead of waiting for them.
+            free = self.concurrency - self._busy
             if free <= 0:
                 self._slot_free.clear()
                 await self._slot_free.wait()
                 continue
             try:
-                got, next_due = await self._claim_round(free)
+                got, drained, next_due = await self._claim_round(free)
                 failures = 0
             except BackendUnavailable as exc:
                 failures += 1
                 log.warning("backend unavailable while claiming (%s); retrying", exc)
                 await self._sleep_unless_stopping(min(2.0, 0.1 * 2**failures))
                 continue
-            if got == 0:
+            if got == 0 or drained:
                 timeout = IDLE_POLL_S
                 if next_due is not None:
                     timeout = min(timeout, max(0.0, (next_due - now_ms()) / 1000))
                 await self._wait_for_work(timeout)
 
-    async def _claim_round(self, free: int) -> tuple[int, int | None]:
+    async def _claim_round(self, free: int) -> tuple[int, bool, int | None]:
+        """Claim up to ``free`` jobs round-robin; ``drained``: every queue gave less than asked."""
         queues = await self._queue_names()
         if not queues:
-            return 0, None
+            return 0, True, None
         n = len(queues)
         start = self._rr % n
         self._rr += 1
         share = max(1, math.ceil(free / n))
         got = 0
+        drained = True
         next_due: int | None = None
         for q in queues[start:] + queues[:start]:
             want = min(share, free - got)
             if want <= 0 or self._stopping.is_set():
+                drained = False
                 break
             try:
                 batch = await self.backend.claim(q, want, self.lease_ms)
@@ -177,11 +184,13 @@ class Worker:
                 self._inflight[c.job.id] = _InFlight(c)
                 self._ready.put_nowait(c)
             got += len(batch.jobs)
+            self._busy += len(batch.jobs)
+            drained = drained and len(batch.jobs) < want
             if batch.next_due_ms is not None:
                 next_due = batch.next_due_ms if next_due is None else min(next_due, batch.next_due_ms)
         if got:
             self._idle.clear()
-        return got, next_due
+        return got, drained, next_due
 
     async def _wait_for_work(self, timeout: float) -> None:
         waiter = asyncio.ensure_future(self.backend.wait_for_work(timeout))
@@ -191,7 +200,6 @@ class Worker:
         finally:
             for t in (waiter, stopper):
                 t.cancel()
-        self._queues_at = 0.0  # a wake-up may come from a queue created meanwhile: re-read the list
 
     async def _sleep_unless_stopping(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -212,7 +220,6 @@ class Worker:
             except Exception:  # never let one job kill a runner
                 log.exception("unexpected error while running job %s", claimed.job.id)
             self._inflight.pop(claimed.job.id, None)
-            self._slot_free.set()
             if not self._inflight:
                 self._idle.set()
 
@@ -226,13 +233,12 @@ class Worker:
     async def _execute(self, claimed: Claimed) -> None:
         job = claimed.job
         q = job.queue
-        self._child("wait", q).observe(max(0.0, (now_ms() - (job.run_at or job.created_at)) / 1000))
-        self.metrics.active_workers.inc()
         t0 = time.perf_counter()
         error: str | None = None
         result: Any = None
         deadline = asyncio.timeout(job.timeout)
         try:
+            self._child("wait", q).observe(max(0.0, (now_ms() - (job.run_at or job.created_at)) / 1000))
             reg = self.app.registry.get(job.type)
             if reg is None:
                 raise UnknownJobType(f"no handler registered for job type {job.type!r}")
@@ -249,7 +255,8 @@ class Worker:
             else:
                 error = f"{type(exc).__name__}: {exc}"
         finally:
-            self.metrics.active_workers.dec()
+            self._busy -= 1
+            self._slot_free.set()
             self._child("duration", q).observe(time.perf_counter() - t0)
         if error is None:
             await self._complete(claimed, result)
@@ -272,7 +279,8 @@ class Worker:
             return
         if ok:
             self._child("processed", job.queue, "done").inc()
-            log.debug("job done", extra=_extra(job))
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("job done", extra=_extra(job))
         else:
             self.metrics.stale.inc()
             log.warning("stale completion refused: the lease expired and the job was recovered", extra=_extra(job))

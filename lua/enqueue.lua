@@ -50,8 +50,9 @@ for i = 0, n - 1 do
     local run = now + tonumber(ARGV[b + 4])
     if ARGV[b + 5] ~= '' then run = tonumber(ARGV[b + 5]) end
     local st = 'PENDING'
-    rcall('HSET', jk, 'type', ARGV[b + 1], 'payload', ARGV[b + 2], 'pri', pri, 'att', 0,
-      'maxr', ARGV[b + 6], 'tmo', ARGV[b + 7], 'ca', now, 'ua', now)
+    -- att and ua are left out until they change (0 and ca): a waiting job stays small
+    rcall('HSET', jk, 'type', ARGV[b + 1], 'payload', ARGV[b + 2], 'pri', pri,
+      'maxr', ARGV[b + 6], 'tmo', ARGV[b + 7], 'ca', now)
     if run > now then
       st = 'SCHEDULED'
       rcall('HSET', jk, 'st', st, 'run', run)

@@ -607,7 +607,7 @@ def _decode(job_id: str, queue: str, f: dict[bytes, bytes]) -> Job:
         errors=orjson.loads(errs) if errs else [],
         result=orjson.loads(res) if res else None,
         created_at=_i(g("ca")),
-        updated_at=_i(g("ua")),
+        updated_at=_i(g("ua") or g("ca")),
         started_at=None if g("sa") is None else _i(g("sa")),
         finished_at=None if g("fa") is None else _i(g("fa")),
         lease=_i(g("lease")),

@@ -1,0 +1,140 @@
+"""The admin web UI: its page, static assets and config, and the two JSON reads it needs.
+
+The UI is plain JavaScript over the JSON API (``gotaskq/admin_static``). It authenticates
+with a Bearer header from JavaScript, never a cookie, so there is no CSRF to defend against;
+the ``/admin`` responses carry a strict CSP (no inline script or style) and anti-framing headers.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from types import MappingProxyType
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+
+from ..errors import InvalidInput
+from ..states import JobStatus
+from . import params
+from .auth import Area
+from .responses import JSONResponse, error_response
+from .routing import route
+from .state import gotaskq_app
+
+STATIC_PACKAGE = "gotaskq"
+STATIC_DIR = "admin_static"
+# The only files /admin/static/ serves: a fixed table, so no request can name another file.
+ASSETS = MappingProxyType(
+    {
+        "index.html": "text/html; charset=utf-8",
+        "app.js": "text/javascript; charset=utf-8",
+        "app.css": "text/css; charset=utf-8",
+        "favicon.svg": "image/svg+xml",
+    }
+)
+CSP = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self'",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+        # Chromium then refuses every HTML string sink (innerHTML & co.): text only, by construction.
+        "require-trusted-types-for 'script'",
+        "trusted-types 'none'",
+    )
+)
+SECURITY_HEADERS = MappingProxyType(
+    {
+        "Content-Security-Policy": CSP,
+        "X-Frame-Options": "DENY",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "Cross-Origin-Opener-Policy": "same-origin",
+        "Cross-Origin-Resource-Policy": "same-origin",
+        "Cache-Control": "no-cache",
+    }
+)
+LISTABLE = MappingProxyType(
+    {s.value.lower(): s for s in (JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.RUNNING, JobStatus.DEAD)}
+)
+DEFAULT_STATS_MINUTES = 15
+MAX_STATS_MINUTES = 120
+_DIGITS = re.compile(r"[0-9]{1,4}")
+
+
+def asset(name: str) -> bytes:
+    """The bytes of one shipped asset (read from the installed package, wheel or source tree)."""
+    return resources.files(STATIC_PACKAGE).joinpath(STATIC_DIR, name).read_bytes()
+
+
+def _secured(body: bytes, media_type: str) -> Response:
+    return Response(body, headers=dict(SECURITY_HEADERS), media_type=media_type)
+
+
+async def index(request: Request) -> Response:
+    return _secured(asset("index.html"), ASSETS["index.html"])
+
+
+async def static(request: Request) -> Response:
+    name: str = request.path_params["file"]
+    media_type = ASSETS.get(name)
+    if media_type is None:
+        return error_response(404, "not_found", "no such admin asset", headers=SECURITY_HEADERS)
+    return _secured(asset(name), media_type)
+
+
+async def ui_config(request: Request) -> Response:
+    settings = gotaskq_app(request).settings
+    body = {"auth_required": bool(settings.admin_token), "readonly": settings.admin_readonly}
+    return JSONResponse(body, headers={**SECURITY_HEADERS, "Cache-Control": "no-store"})
+
+
+def _state(request: Request) -> JobStatus:
+    raw = request.query_params.get("state") or "pending"
+    status = LISTABLE.get(raw.lower())
+    if status is None:
+        raise InvalidInput("unknown state", {"state": f"must be one of {', '.join(LISTABLE)}"})
+    return status
+
+
+def _minutes(request: Request) -> int:
+    raw = request.query_params.get("minutes")
+    if raw is None or raw == "":
+        return DEFAULT_STATS_MINUTES
+    if not _DIGITS.fullmatch(raw) or not 1 <= int(raw) <= MAX_STATS_MINUTES:
+        raise InvalidInput("invalid minutes", {"minutes": f"must be an integer from 1 to {MAX_STATS_MINUTES}"})
+    return int(raw)
+
+
+async def queue_jobs(request: Request) -> Response:
+    """``GET /queue/{name}/jobs?state=&limit=&cursor=``: one state of a queue, newest first."""
+    name = params.path_queue(request)
+    status, limit, cursor = _state(request), params.limit(request), params.cursor(request)
+    page = await gotaskq_app(request).list_jobs(name, status, limit, cursor)
+    return JSONResponse({"jobs": [j.to_dict() for j in page.jobs], "next_cursor": page.next_cursor})
+
+
+async def queue_stats(request: Request) -> Response:
+    """``GET /queue/{name}/stats?minutes=15``: finished attempts per minute, oldest first."""
+    name = params.path_queue(request)
+    rows = await gotaskq_app(request).queue_stats(name, _minutes(request))
+    return JSONResponse({"queue": name, "minutes": [r.to_dict() for r in rows]})
+
+
+def admin_routes() -> list[BaseRoute]:
+    """The UI (open: it asks for the token itself) and its JSON reads (behind ADMIN_TOKEN)."""
+    return [
+        route("/admin", None, {"GET": index}),
+        route("/admin/", None, {"GET": index}),
+        route("/admin/config.json", None, {"GET": ui_config}),
+        route("/admin/static/{file}", None, {"GET": static}),
+        route("/queue/{name}/jobs", Area.ADMIN, {"GET": queue_jobs}),
+        route("/queue/{name}/stats", Area.ADMIN, {"GET": queue_stats}),
+    ]

@@ -1,0 +1,568 @@
+#!/usr/bin/env python3
+"""Core benchmark of gotaskq, and (``--peers``) the same workload on arq, RQ and Dramatiq.
+
+Starts its own redis-server (loopback, free port, temp dir, no persistence) and stops it by pid
+at the end, even on error. Prints ONE JSON line per run (per system with --peers, plus a ratio
+line) to stdout; progress goes to stderr.
+
+    .venv/bin/python scripts/bench_core.py [--n 20000] [--concurrency 50] [--skip-memory]
+                                           [--backends memory,redis]
+    .venv/bin/python scripts/bench_core.py --peers arq,rq,dramatiq [--n 20000] [--concurrency 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from gotaskq import App
+from gotaskq.config import Settings
+from gotaskq.job import Job
+
+ROOT = Path(__file__).resolve().parents[1]
+PEERS_DIR = Path(__file__).resolve().parent / "peers"
+PAYLOAD_BYTES = 50  # keep equal to peers/peer_common.PAYLOAD_BYTES
+BULK_CHUNK = 1000
+QUEUE = "default"
+LATENCY_SAMPLES = 200
+LATE_SAMPLES = 100
+LATE_DELAY_S = 0.2
+MEMORY_JOBS = 100_000
+TTL_JOBS = 10_000
+TTL_S = 1.0
+TTL_SLACK_S = 1.5
+PEER_PACKAGES = {"arq": ["arq", "hiredis"], "rq": ["rq", "hiredis"], "dramatiq": ["dramatiq[redis]", "hiredis"]}
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def payload(i: int) -> dict[str, object]:
+    base = len(json.dumps({"i": i, "pad": ""}, separators=(",", ":")))
+    return {"i": i, "pad": "x" * max(0, PAYLOAD_BYTES - base)}
+
+
+def pct(xs: list[float], q: float) -> float:
+    s = sorted(xs)
+    return round(s[min(len(s) - 1, max(0, round(q / 100 * len(s)) - 1))], 3)
+
+
+def rate(n: int, seconds: float) -> float:
+    return round(n / max(seconds, 1e-9), 1)
+
+
+# -- redis-server ----------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def redis_server() -> Iterator[str]:
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    with tempfile.TemporaryDirectory(prefix="gotaskq-bench-") as tmp:
+        port = free_port()
+        proc = subprocess.Popen(
+            [
+                binary,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                tmp,
+                "--daemonize",
+                "no",
+                "--logfile",
+                str(Path(tmp) / "redis.log"),
+            ],
+        )
+        url = f"redis://127.0.0.1:{port}/0"
+        try:
+            client = redis.Redis.from_url(url, socket_timeout=1)
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    client.ping()
+                    break
+                except redis.ConnectionError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError("redis-server did not start") from None
+                    time.sleep(0.02)
+            client.close()
+            log(f"redis-server pid {proc.pid} on {url}")
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+            log(f"redis-server pid {proc.pid} stopped")
+
+
+def redis_info(url: str) -> dict[str, Any]:
+    with redis.Redis.from_url(url) as r:
+        return dict(r.info("memory")) | {"dbsize": r.dbsize()}
+
+
+def key_names(url: str) -> set[str]:
+    with redis.Redis.from_url(url) as r:
+        return {k.decode() for k in r.scan_iter(count=1000)}
+
+
+def flushall(url: str) -> None:
+    with redis.Redis.from_url(url) as r:
+        r.flushall()
+
+
+# -- gotaskq ---------------------------------------------------------------------------------
+async def noop(job: Job) -> None:
+    return None
+
+
+class Probes:
+    """Handlers that report when they start, for the latency and lateness figures."""
+
+    def __init__(self) -> None:
+        self.waiting: dict[int, asyncio.Future[float]] = {}
+
+    def expect(self, k: int) -> asyncio.Future[float]:
+        fut = self.waiting[k] = asyncio.get_running_loop().create_future()
+        return fut
+
+    async def started(self, job: Job) -> None:
+        fut = self.waiting.pop(job.payload["k"], None)
+        if fut is not None and not fut.done():
+            fut.set_result(time.perf_counter())
+
+    async def late(self, job: Job) -> None:
+        fut = self.waiting.pop(job.payload["k"], None)
+        if fut is not None and not fut.done() and job.run_at is not None:
+            fut.set_result(time.time() * 1000 - job.run_at)
+
+
+async def fresh_app(url: str | None, n: int, c: int, probes: Probes | None = None, **kw: Any) -> App:
+    """A started App on an empty store (FLUSHALL for Redis, a new MemoryBackend otherwise)."""
+    if url is not None:
+        flushall(url)
+    settings = Settings(redis_url=url, num_workers=c, max_queue_depth=max(100_000, 2 * n), **kw)
+    app = App(settings, builtins=False)
+    app.registry.register("noop", noop)
+    if probes is not None:
+        app.registry.register("probe", probes.started)
+        app.registry.register("late", probes.late)
+    await app.start()
+    return app
+
+
+async def pending(app: App) -> int:
+    info = await app.queue_info(QUEUE)
+    return info.pending + info.scheduled + info.running
+
+
+def done_count(app: App) -> int:
+    """Completions the backend accepted, from the worker's own counter (no handler code)."""
+    for family in app.metrics.processed.collect():
+        for s in family.samples:
+            if s.name.endswith("_total") and s.labels == {"queue": QUEUE, "status": "done"}:
+                return int(s.value)
+    return 0
+
+
+async def enqueue_one_by_one(app: App, n: int, c: int) -> float:
+    payloads = [payload(i) for i in range(n)]
+
+    async def caller(share: list[dict[str, object]]) -> None:
+        for p in share:
+            await app.enqueue("noop", p)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(caller(payloads[k::c]) for k in range(c)))
+    dt = time.perf_counter() - t0
+    if (got := await pending(app)) != n:
+        raise RuntimeError(f"expected {n} waiting jobs after enqueue, found {got}")
+    return rate(n, dt)
+
+
+async def enqueue_bulk(app: App, n: int) -> float:
+    payloads = [payload(i) for i in range(n)]
+    t0 = time.perf_counter()
+    for start in range(0, n, BULK_CHUNK):
+        await app.submit_many([app.new_job("noop", p) for p in payloads[start : start + BULK_CHUNK]])
+    return rate(n, time.perf_counter() - t0)
+
+
+async def wait_for(cond: Callable[[], Awaitable[bool]], timeout: float, what: str, guard: Any = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not await cond():
+        if guard is not None and guard.done():
+            guard.result()
+            raise RuntimeError(f"worker stopped before {what}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not reached within {timeout:g}s")
+        await asyncio.sleep(0.005)
+
+
+async def process_all(app: App, n: int, c: int, timeout: float) -> float:
+    """Start a worker on N waiting jobs; time until N are DONE and nothing waits or runs."""
+    worker = app.worker(concurrency=c)
+    t0 = time.perf_counter()
+    task = asyncio.create_task(worker.run())
+    try:
+
+        async def all_done() -> bool:
+            return done_count(app) >= n
+
+        async def drained() -> bool:
+            return await pending(app) == 0
+
+        await wait_for(all_done, timeout, f"{n} completions", task)
+        await wait_for(drained, timeout, "an empty queue", task)
+        dt = time.perf_counter() - t0
+    finally:
+        await worker.stop()
+        await task
+    if (done := done_count(app)) != n:
+        raise RuntimeError(f"expected {n} completions, counted {done}")
+    return rate(n, dt)
+
+
+async def idle_latency(app: App, probes: Probes, c: int, rng: random.Random) -> dict[str, float]:
+    worker = app.worker(concurrency=c)
+    task = asyncio.create_task(worker.run())
+    samples: list[float] = []
+    try:
+        await asyncio.sleep(0.3)  # let the fetch loop reach its idle wait
+        for k in range(LATENCY_SAMPLES):
+            await asyncio.sleep(rng.uniform(0.005, 0.025))
+            fut = probes.expect(k)
+            t0 = time.perf_counter()
+            await app.enqueue("probe", {"k": k})
+            samples.append((await asyncio.wait_for(fut, 5) - t0) * 1000)
+    finally:
+        await worker.stop()
+        await task
+    return {"p50": pct(samples, 50), "p99": pct(samples, 99), "samples": len(samples)}
+
+
+async def delayed_lateness(app: App, probes: Probes, c: int, rng: random.Random) -> dict[str, float]:
+    """100 producers, each after a random 0-300 ms pause, enqueue one job with delay=0.2 s."""
+    worker = app.worker(concurrency=c)
+    task = asyncio.create_task(worker.run())
+
+    async def one(k: int, pause: float) -> float:
+        await asyncio.sleep(pause)
+        fut = probes.expect(k)
+        await app.enqueue("late", {"k": k}, delay=LATE_DELAY_S)
+        return await asyncio.wait_for(fut, 5)
+
+    try:
+        await asyncio.sleep(0.3)
+        samples = await asyncio.gather(*(one(k, rng.uniform(0, 0.3)) for k in range(LATE_SAMPLES)))
+    finally:
+        await worker.stop()
+        await task
+    return {"p50": pct(samples, 50), "p99": pct(samples, 99), "samples": len(samples)}
+
+
+async def bench_backend(name: str, url: str | None, n: int, c: int) -> dict[str, Any]:
+    timeout = 60 + n / 100
+    out: dict[str, Any] = {}
+    log(f"{name}: enqueue {n} one by one from {c} callers")
+    app = await fresh_app(url, n, c)
+    out["enqueue_per_s"] = await enqueue_one_by_one(app, n, c)
+    await app.close()
+    log(f"{name}: bulk enqueue {n} in chunks of {BULK_CHUNK}")
+    app = await fresh_app(url, n, c)
+    out["bulk_enqueue_per_s"] = await enqueue_bulk(app, n)
+    log(f"{name}: process {n} with concurrency {c}")
+    out["processed_per_s"] = await process_all(app, n, c, timeout)
+    await app.close()
+    if name == "gotaskq":
+        return out
+    rng = random.Random(20240101)
+    probes = Probes()
+    log(f"{name}: idle enqueue->handler-start latency, {LATENCY_SAMPLES} samples")
+    app = await fresh_app(url, n, c, probes)
+    out["idle_latency_ms"] = await idle_latency(app, probes, c, rng)
+    log(f"{name}: delayed-job lateness, {LATE_SAMPLES} samples")
+    out["delayed_lateness_ms"] = await delayed_lateness(app, probes, c, rng)
+    await app.close()
+    return out
+
+
+# -- Redis memory ----------------------------------------------------------------------------
+async def memory_per_job(url: str, jobs: int) -> dict[str, Any]:
+    app = await fresh_app(url, jobs, 1)
+    await app.submit_many([app.new_job("noop", payload(-1))])  # loads the script, makes the zset
+    await asyncio.sleep(0.2)
+    before = redis_info(url)["used_memory"]
+    for start in range(0, jobs, BULK_CHUNK):
+        await app.submit_many([app.new_job("noop", payload(i)) for i in range(start, min(jobs, start + BULK_CHUNK))])
+    await asyncio.sleep(0.2)
+    after = redis_info(url)["used_memory"]
+    await app.close()
+    flushall(url)
+    return {
+        "jobs": jobs,
+        "payload_bytes": PAYLOAD_BYTES,
+        "used_memory_delta": after - before,
+        "bytes_per_waiting_job": round((after - before) / jobs, 1),
+    }
+
+
+async def done_ttl_cleanup(url: str, jobs: int, c: int) -> dict[str, Any]:
+    """DONE jobs expire after COMPLETE_JOB_TTL: used_memory and the key set return to the baseline."""
+    app = await fresh_app(url, jobs, c, complete_job_ttl=TTL_S)
+    worker = app.worker(concurrency=c)
+    task = asyncio.create_task(worker.run())
+
+    async def run_batch(count: int) -> None:
+        base = done_count(app)
+        for start in range(0, count, BULK_CHUNK):
+            size = min(BULK_CHUNK, count - start)
+            await app.submit_many([app.new_job("noop", payload(start + i)) for i in range(size)])
+
+        async def done() -> bool:
+            return done_count(app) >= base + count and await pending(app) == 0
+
+        await wait_for(done, 60 + count / 100, f"{count} completions", task)
+
+    try:
+        await run_batch(200)  # warm-up: scripts loaded, connection pools at their working size
+        await asyncio.sleep(TTL_S + TTL_SLACK_S)
+        base, base_keys = redis_info(url), key_names(url)
+        await run_batch(jobs)
+        peak = redis_info(url)
+        await asyncio.sleep(TTL_S + TTL_SLACK_S)
+        after, after_keys = redis_info(url), key_names(url)
+    finally:
+        await worker.stop()
+        await task
+        await app.close()
+    flushall(url)
+    drift = (after["used_memory"] - base["used_memory"]) / base["used_memory"] * 100
+    # complete.lua also counts into one per-minute stats hash (2 h TTL): a minute boundary
+    # during the run leaves one more of those, by design; every other new key is a leak.
+    new_keys = sorted(k for k in after_keys - base_keys if ":stats:" not in k)
+    return {
+        "jobs": jobs,
+        "complete_job_ttl_s": TTL_S,
+        "waited_s": TTL_S + TTL_SLACK_S,
+        "used_memory_baseline": base["used_memory"],
+        "used_memory_peak": peak["used_memory"],
+        "used_memory_after": after["used_memory"],
+        "used_memory_drift_pct": round(drift, 2),
+        "dbsize_baseline": base["dbsize"],
+        "dbsize_peak": peak["dbsize"],
+        "dbsize_after": after["dbsize"],
+        "leftover_keys": new_keys[:10],
+        "ok": abs(drift) <= 5.0 and not new_keys,
+    }
+
+
+# -- peers -----------------------------------------------------------------------------------
+def peer_python(peer: str, cache: Path) -> Path:
+    """The peer's own venv (created and filled from PyPI once, reused after); never the project's."""
+    venv = cache / peer
+    py = venv / "bin" / "python"
+    if venv.resolve() == Path(sys.prefix).resolve():
+        raise RuntimeError("refusing to install a peer into the project's own venv")
+    check = [str(py), "-c", f"import {peer}, redis"]
+    if py.exists() and subprocess.run(check, capture_output=True, timeout=120).returncode == 0:
+        return py
+    log(f"{peer}: creating {venv} and installing {' '.join(PEER_PACKAGES[peer])}")
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, timeout=300)
+    subprocess.run(
+        [str(py), "-m", "pip", "install", "-q", *PEER_PACKAGES[peer]], check=True, timeout=900, stdout=sys.stderr
+    )
+    return py
+
+
+def run_peer(peer: str, url: str, n: int, c: int, cache: Path) -> dict[str, Any]:
+    try:
+        py = peer_python(peer, cache)
+        timeout = 60 + n * 0.03
+        env = os.environ | {"PYTHONPATH": str(PEERS_DIR)}
+        proc = subprocess.run(
+            [
+                str(py),
+                "-m",
+                f"{peer}_peer",
+                "--redis-url",
+                url,
+                "--n",
+                str(n),
+                "--concurrency",
+                str(c),
+                "--timeout",
+                str(timeout),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=sys.stderr,
+            text=True,
+            timeout=3 * timeout,
+        )
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        if proc.returncode != 0 or not lines:
+            return {"system": peer, "error": f"exit {proc.returncode}, no result line"}
+        return dict(json.loads(lines[-1]))
+    except (subprocess.SubprocessError, OSError, RuntimeError, ValueError) as exc:
+        return {"system": peer, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def ratios(ours: dict[str, Any], others: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"ratio": "gotaskq / peer"}
+    for peer in others:
+        name = peer["system"]
+        for key, label in (
+            ("processed_per_s", "processed"),
+            ("enqueue_per_s", "enqueue"),
+            ("bulk_enqueue_per_s", "bulk_enqueue"),
+        ):
+            a, b = ours.get(key), peer.get(key)
+            if a and b:
+                out[f"gotaskq_{label}_vs_{name}"] = round(a / b, 2)
+            elif label != "bulk_enqueue":
+                out[f"gotaskq_{label}_vs_{name}"] = None
+    return out
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    log(f"{'system':<10}{'enqueue/s':>12}{'bulk/s':>12}{'processed/s':>14}")
+    for r in rows:
+        cells = [r.get(k) for k in ("enqueue_per_s", "bulk_enqueue_per_s", "processed_per_s")]
+        text = "".join(f"{'-' if v is None else v:>{w}}" for v, w in zip(cells, (12, 12, 14), strict=True))
+        log(f"{r['system']:<10}{text}" + (f"  error: {r['error']}" if "error" in r else ""))
+
+
+async def bench_gotaskq_as_peer(url: str, n: int, c: int) -> dict[str, Any]:
+    try:
+        fig = await bench_backend("gotaskq", url, n, c)
+        return {
+            "system": "gotaskq",
+            "n": n,
+            "concurrency": c,
+            **fig,
+            "counted_by": "gotaskq_jobs_processed_total{status=done} + queue_info empty",
+        }
+    except Exception as exc:
+        return {"system": "gotaskq", "error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        flushall(url)
+
+
+def peers_mode(url: str, args: argparse.Namespace, meta: dict[str, Any]) -> None:
+    peers = [p.strip() for p in args.peers.split(",") if p.strip()]
+    unknown = sorted(set(peers) - set(PEER_PACKAGES))
+    if unknown:
+        raise SystemExit(f"unknown peer(s): {', '.join(unknown)} (choose from {', '.join(PEER_PACKAGES)})")
+    flushall(url)
+    ours = asyncio.run(bench_gotaskq_as_peer(url, args.n, args.concurrency))
+    print(json.dumps(ours | meta), flush=True)
+    rows = [ours]
+    for peer in peers:
+        log(f"{peer}: running the same workload")
+        flushall(url)
+        row = run_peer(peer, url, args.n, args.concurrency, Path(args.peer_cache).expanduser())
+        flushall(url)
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    print(json.dumps(ratios(ours, rows[1:]) | {"n": args.n, "concurrency": args.concurrency} | meta), flush=True)
+    print_table(rows)
+
+
+# -- main ------------------------------------------------------------------------------------
+def git_sha() -> dict[str, Any]:
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = (
+            subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.strip()
+            != ""
+        )
+        return {"git_sha": sha or None, "git_dirty": dirty}
+    except (OSError, subprocess.SubprocessError):
+        return {"git_sha": None, "git_dirty": None}
+
+
+async def default_mode(url: str, args: argparse.Namespace) -> dict[str, Any]:
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    result: dict[str, Any] = {}
+    for name in backends:
+        if name not in ("memory", "redis"):
+            raise SystemExit(f"unknown backend {name!r} (memory, redis)")
+        result[name] = await bench_backend(name, url if name == "redis" else None, args.n, args.concurrency)
+    if "redis" in backends and not args.skip_memory:
+        log(f"redis: memory per waiting job ({args.memory_jobs} jobs)")
+        result["redis"]["memory_per_waiting_job"] = await memory_per_job(url, args.memory_jobs)
+        log(f"redis: DONE jobs leave nothing behind ({TTL_JOBS} jobs, COMPLETE_JOB_TTL={TTL_S:g}s)")
+        result["redis"]["done_ttl_cleanup"] = await done_ttl_cleanup(url, TTL_JOBS, args.concurrency)
+    return result
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=20_000, help="jobs per phase (default 20000)")
+    p.add_argument("--concurrency", type=int, default=50, help="callers and worker concurrency (default 50)")
+    p.add_argument("--skip-memory", action="store_true", help="skip the Redis memory and TTL-cleanup checks")
+    p.add_argument("--memory-jobs", type=int, default=MEMORY_JOBS, help="jobs for the memory-per-job figure")
+    p.add_argument("--backends", default="memory,redis", help="gotaskq backends to measure (default memory,redis)")
+    p.add_argument("--peers", default=None, help="compare with peers instead, e.g. arq,rq,dramatiq")
+    p.add_argument(
+        "--peer-cache",
+        default=os.environ.get("GOTASKQ_BENCH_CACHE", "~/.cache/gotaskq-bench"),
+        help="where each peer's own venv lives (default ~/.cache/gotaskq-bench/<peer>)",
+    )
+    args = p.parse_args()
+    if args.n < args.concurrency or args.concurrency < 1:
+        p.error("--n must be at least --concurrency, which must be at least 1")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the finally blocks stop redis-server
+    with redis_server() as url:
+        with redis.Redis.from_url(url) as r:
+            redis_version = r.info("server")["redis_version"]
+        meta = {"redis_version": redis_version, "python_version": platform.python_version(), **git_sha()}
+        if args.peers:
+            peers_mode(url, args, meta)
+            return 0
+        figures = asyncio.run(default_mode(url, args))
+    line = {"bench": "core", "n": args.n, "concurrency": args.concurrency, **meta, **figures}
+    print(json.dumps(line), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
