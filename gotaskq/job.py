@@ -179,8 +179,8 @@ class NewJob:
                 run_at_ms = int(run_at * 1000)
         if not _is_int(max_retries) or not 0 <= max_retries <= MAX_RETRIES_LIMIT:
             errs["max_retries"] = f"must be an integer from 0 to {MAX_RETRIES_LIMIT}"
-        if not _is_number(timeout) or not 0 < timeout <= MAX_TIMEOUT_S:
-            errs["timeout"] = "must be a number of seconds above 0 and at most 86400"
+        if not _is_number(timeout) or not 0.001 <= timeout <= MAX_TIMEOUT_S:
+            errs["timeout"] = "must be a number of seconds from 0.001 to 86400"
         if idempotency_key is not None and (
             not isinstance(idempotency_key, str)
             or not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY

@@ -8,7 +8,9 @@ local out = {}
 for i = 1, #ARGV do
   local jk = p .. 'j:' .. ARGV[i]
   local f = rcall('HMGET', jk, 'st', 'idem')
-  if not f[1] then out[#out + 1] = -1
+  if not f[1] then
+    rcall('ZREM', p .. 'dead', ARGV[i]) -- a dangling id (its hash deleted by hand) must not loop
+    out[#out + 1] = -1
   elseif f[1] ~= 'DEAD' then out[#out + 1] = f[1]
   else
     rcall('DEL', jk)

@@ -12,7 +12,9 @@ local out = {}
 for i = 4, #ARGV do
   local jk = p .. 'j:' .. ARGV[i]
   local f = rcall('HMGET', jk, 'st', 'pri')
-  if not f[1] then out[#out + 1] = -1
+  if not f[1] then
+    rcall('ZREM', p .. 'dead', ARGV[i]) -- a dangling id (its hash deleted by hand) must not loop
+    out[#out + 1] = -1
   elseif f[1] ~= 'DEAD' then out[#out + 1] = f[1]
   else
     rcall('ZREM', p .. 'dead', ARGV[i])

@@ -265,6 +265,48 @@ async def test_enqueue_many(backend: Backend) -> None:
     await invariants(backend, *(e.job.id for e in out))
 
 
+async def test_concurrent_enqueues_with_one_key_create_one_job(backend: Backend) -> None:
+    results = await asyncio.gather(*(backend.enqueue(spec(idempotency_key="k")) for _ in range(5)))
+    assert sorted(r.created for r in results) == [False] * 4 + [True]
+    assert len({r.job.id for r in results}) == 1
+    assert (await backend.queue_info("default")).pending == 1
+
+
+async def test_concurrent_enqueues_with_one_key_and_other_bodies(backend: Backend) -> None:
+    """One producer wins; each other one is told of the conflict, none is refused by another's."""
+    results = await asyncio.gather(
+        *(backend.enqueue(spec({"n": i}, idempotency_key="k")) for i in range(4)),
+        backend.enqueue(spec({"other": True})),
+        return_exceptions=True,
+    )
+    created = [r for r in results[:4] if not isinstance(r, BaseException)]
+    conflicts = [r for r in results[:4] if isinstance(r, IdempotencyConflict)]
+    assert (len(created), len(conflicts)) == (1, 3), results
+    assert {c.job_id for c in conflicts} == {created[0].job.id}
+    assert not isinstance(results[4], BaseException) and results[4].created
+    assert (await backend.queue_info("default")).pending == 2
+
+
+async def test_concurrent_enqueues_at_the_depth_limit(make_backend: MakeBackend) -> None:
+    backend = await make_backend(max_queue_depth=3)
+    await enq(backend)
+    results = await asyncio.gather(*(backend.enqueue(spec()) for _ in range(5)), return_exceptions=True)
+    assert sum(isinstance(r, QueueFull) for r in results) == 3, results
+    assert (await backend.queue_info("default")).pending == 3
+
+
+async def test_idempotency_key_of_an_expired_done_job(make_backend: MakeBackend) -> None:
+    backend = await make_backend(complete_job_ttl=0.1)
+    job = await enq(backend, idempotency_key="k")
+    c = await claim_one(backend)
+    await backend.complete("default", [Completion(job.id, c.token, b"1")])
+    await asyncio.sleep(0.3)
+    assert await backend.get_job(job.id) is None
+    again = await backend.enqueue(spec(idempotency_key="k"))  # still within IDEMPOTENCY_TTL
+    assert (again.created, again.job.id, again.job.status) == (False, job.id, S.DONE)
+    assert (await backend.queue_info("default")).pending == 0
+
+
 # -- order -------------------------------------------------------------------------------
 async def test_higher_priority_first_then_fifo(backend: Backend) -> None:
     jobs = [await enq(backend, priority=p) for p in (0, 5, 0, 5, 10, 0)]
@@ -348,6 +390,25 @@ async def test_each_claim_of_a_job_gets_a_new_higher_token(backend: Backend) -> 
     assert (await backend.fail(c.job, c.token, "boom", 0)).status is S.SCHEDULED
     tokens.append((await claim_one(backend)).token)
     assert tokens == sorted(set(tokens)), tokens
+
+
+async def test_concurrent_claims_hand_out_each_job_once(backend: Backend) -> None:
+    ids = {(await enq(backend)).id for _ in range(20)}
+    batches = await asyncio.gather(*(backend.claim("default", 3, LEASE_MS) for _ in range(10)))
+    claimed = [c.job.id for b in batches for c in b.jobs]
+    assert len(claimed) == len(set(claimed)) == 20
+    assert set(claimed) == ids
+    await invariants(backend, *ids)
+
+
+async def test_concurrent_completions_with_one_token_succeed_once(backend: Backend) -> None:
+    job = await enq(backend)
+    c = await claim_one(backend)
+    results = await asyncio.gather(
+        *(backend.complete("default", [Completion(job.id, c.token, b"1")]) for _ in range(5))
+    )
+    assert sorted(r[0] for r in results) == [False] * 4 + [True]
+    await invariants(backend, job.id)
 
 
 async def test_claim_respects_count(backend: Backend) -> None:

@@ -366,12 +366,19 @@ def run_machine(kinds: list[str], server: RedisServer | None, examples: int, ste
     )
 
 
+# A passing run takes seconds; a failing one shrinks for up to Hypothesis' own 5-minute limit
+# before it prints the smallest failing sequence: let it finish rather than time out.
+SHRINK_TIMEOUT = pytest.mark.timeout(420)
+
+
 @pytest.mark.slow
+@SHRINK_TIMEOUT
 def test_memory_and_fakeredis_agree() -> None:
     run_machine(["memory", "fakeredis"], None, examples=40, steps=30)
 
 
 @pytest.mark.redis
 @pytest.mark.slow
+@SHRINK_TIMEOUT
 def test_memory_and_real_redis_agree(redis_server: RedisServer) -> None:
     run_machine(["memory", "redis"], redis_server, examples=10, steps=30)

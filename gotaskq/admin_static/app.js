@@ -39,7 +39,7 @@
       else if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
       else el.setAttribute(key, value === true ? "" : String(value));
     }
-    for (const child of children.flat()) {
+    for (const child of children.flat(Infinity)) {
       if (child === null || child === undefined || child === false) continue;
       el.append(child instanceof Node ? child : String(child)); // a string becomes a text node
     }
@@ -221,13 +221,20 @@
     return h("section", { class: "card" }, h("h2", {}, title), ...children);
   }
 
+  // At phone width the CSS turns each row into a card; the cells carry their column's label.
   function table(head, rows, props) {
+    for (const row of rows) {
+      if (row.classList.contains("empty")) continue;
+      Array.from(row.children).forEach((cell, i) => {
+        if (cell.tagName === "TD" && head[i] && head[i][0]) cell.dataset.label = head[i][0];
+      });
+    }
     return h(
       "div",
       { class: "table-wrap" },
       h(
         "table",
-        props || {},
+        { ...props, class: ((props && props.class) || "") + " stack" },
         h("thead", {}, h("tr", {}, head.map(([label, cls]) => h("th", { class: cls || null, scope: "col" }, label)))),
         h("tbody", {}, rows)
       )
@@ -342,7 +349,7 @@
     for (const q of queues) for (const k of Object.keys(totals)) totals[k] += q[k];
     const cells = new Map();
     const rows = queues.map((q) => {
-      const c = { processed: h("td", { class: "num" }, "…"), failed: h("td", { class: "num" }, "…"), spark: h("td", { class: "wide" }) };
+      const c = { processed: h("td", { class: "num" }, "…"), failed: h("td", { class: "num" }, "…"), spark: h("td", { class: "spark-cell" }) };
       cells.set(q.name, c);
       const cached = app.stats.get(q.name);
       if (cached) fillRates(c, cached.minutes); // no flicker on refresh: show the last values
@@ -370,7 +377,7 @@
       h("h1", {}, "Queues"),
       summary,
       table(
-        [["Queue"], ["Pending", "num"], ["Scheduled", "num"], ["Running", "num"], ["Dead", "num"], ["Processed/min", "num"], ["Failed/min", "num"], ["Last " + STATS_MINUTES + " min", "wide"]],
+        [["Queue"], ["Pending", "num"], ["Scheduled", "num"], ["Running", "num"], ["Dead", "num"], ["Processed/min", "num"], ["Failed/min", "num"], ["Last " + STATS_MINUTES + " min", "spark-cell"]],
         rows.length ? rows : [empty("No queues yet.", 8)],
         { class: "queues", id: "queues" }
       ),
@@ -388,7 +395,9 @@
       }
       fillRates(cells.get(q.name), minutes);
     });
-    if (seq === app.seq) document.body.dataset.statsRendered = "1";
+    if (seq !== app.seq) return;
+    document.body.dataset.statsRendered = "1";
+    if (!refresh) document.body.dataset.statsRenderedAt = performance.now().toFixed(1);
   }
 
   function jobRow(job, extra) {
@@ -398,11 +407,11 @@
       h("th", { scope: "row" }, link(jobHash(job.id), job.id, { class: "mono" })),
       extra.queue ? h("td", {}, link(queueHash(job.queue), job.queue)) : null,
       h("td", { class: "mono" }, job.type),
-      h("td", { class: "num wide" }, String(job.priority)),
+      h("td", { class: "num" }, String(job.priority)),
       h("td", { class: "num" }, job.attempts + " / " + job.max_retries),
-      h("td", { class: "wide" }, time(extra.timeField ? job[extra.timeField] : job.created_at)),
-      h("td", { class: "error-cell" }, clip(job.last_error, 140)),
-      extra.actions ? h("td", { class: "actions-cell" }, extra.actions(job)) : null
+      h("td", {}, time(extra.timeField ? job[extra.timeField] : job.created_at)),
+      h("td", { class: "error-cell full" }, clip(job.last_error, 140)),
+      extra.actions ? h("td", { class: "actions-cell full" }, extra.actions(job)) : null
     );
   }
 
@@ -443,7 +452,7 @@
       actions,
       tabs,
       table(
-        [["Job"], ["Type"], ["Priority", "num wide"], ["Attempts", "num"], [timeLabel, "wide"], ["Last error"]],
+        [["Job"], ["Type"], ["Priority", "num"], ["Attempts", "num"], [timeLabel], ["Last error"]],
         rows.length ? rows : [empty("No " + route.state + " jobs.", 6)],
         { class: "jobs", id: "jobs" }
       ),
@@ -529,7 +538,7 @@
         table(
           [["Attempt", "num"], ["At"], ["Error"]],
           errors.length
-            ? errors.map((e) => h("tr", {}, h("td", { class: "num" }, String(e.attempt)), h("td", {}, time(e.at)), h("td", {}, h("pre", { class: "error-text" }, String(e.error)))))
+            ? errors.map((e) => h("tr", {}, h("td", { class: "num" }, String(e.attempt)), h("td", {}, time(e.at)), h("td", { class: "full" }, h("pre", { class: "error-text" }, String(e.error)))))
             : [empty("No errors.", 3)],
           { id: "job-errors" }
         )
@@ -585,7 +594,7 @@
           }),
         ];
     const rows = page.jobs.map((j) => jobRow(j, { queue: true, timeField: "finished_at", actions: rowActions }));
-    const head = [["Job"], ["Queue"], ["Type"], ["Priority", "num wide"], ["Attempts", "num"], ["Died", "wide"], ["Last error"]];
+    const head = [["Job"], ["Queue"], ["Type"], ["Priority", "num"], ["Attempts", "num"], ["Died"], ["Last error"]];
     if (rowActions) head.push([""]);
     const node = h(
       "div",
@@ -612,6 +621,7 @@
       document.body.dataset.rendered = "0";
       document.body.dataset.view = route.view;
       delete document.body.dataset.statsRendered;
+      delete document.body.dataset.statsRenderedAt;
       delete document.body.dataset.jobStatus;
     }
     for (const a of document.querySelectorAll("[data-nav]")) {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import contextlib
 import logging
 from collections import OrderedDict
@@ -230,7 +231,7 @@ class RedisBackend:
             spec.delay_ms,
             "" if spec.run_at_ms is None else spec.run_at_ms,
             spec.max_retries,
-            int(spec.timeout * 1000),
+            math.ceil(spec.timeout * 1000),
             spec.idempotency_key or "",
             spec.fingerprint() if spec.idempotency_key else "",
         ]
@@ -314,7 +315,7 @@ class RedisBackend:
                     id=jid_s,
                     queue=queue,
                     type=spec.type,
-                    payload=spec.payload,
+                    payload=orjson.loads(spec.payload_json),  # what was stored, as memory returns
                     priority=spec.priority,
                     status=st,
                     attempts=0,
