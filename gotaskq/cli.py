@@ -58,7 +58,9 @@ def cmd_serve(args: argparse.Namespace, run_workers: bool = True) -> int:
     from .app import App
 
     log.info("starting gotaskq %s with %s", "serve" if run_workers else "api", settings.masked())
-    _uvicorn(create_app(App(settings), run_workers=run_workers), settings, settings.host, settings.port)
+    # NUM_WORKERS=0 makes `serve` an API-only process, as `api` is.
+    workers = run_workers and settings.num_workers > 0
+    _uvicorn(create_app(App(settings), run_workers=workers), settings, settings.host, settings.port)
     return 0
 
 

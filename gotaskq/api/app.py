@@ -14,13 +14,14 @@ from starlette.routing import BaseRoute
 
 from ..app import App
 from . import dlq, jobs, ops, queues
+from .admin import admin_routes
 from .errors import EXCEPTION_HANDLERS, CatchAll
 
 log = logging.getLogger("gotaskq.api")
 
 
 def all_routes() -> list[BaseRoute]:
-    return [*jobs.routes, *queues.routes, *dlq.routes, *ops.routes]
+    return [*jobs.routes, *queues.routes, *dlq.routes, *ops.routes, *admin_routes()]
 
 
 def create_app(app: App, *, run_workers: bool = False) -> Starlette:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import contextlib
 import logging
+import math
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace

@@ -1,0 +1,580 @@
+"""The admin UI end to end: headless Chromium against the real ``gotaskq serve`` on a real Redis.
+
+Screenshots of every page go to a folder under pytest's temp dir; the run prints its path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import xss_handlers
+from conftest import RedisServer
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TESTS_DIR = Path(__file__).resolve().parent
+TOKEN = "s3cret-admin-token"
+API_TOKEN = "s3cret-api-token"
+START_DEADLINE_S = 20.0
+UI_TIMEOUT_MS = 10_000
+PAGE_SIZE = 50  # PAGE_SIZE of app.js
+# Playwright evaluates string expressions with eval, which the page's CSP refuses: pass functions.
+ROWS_ARE = "n => document.querySelectorAll('#dlq-jobs tbody tr[data-job]').length === n"
+DESKTOP = {"width": 1280, "height": 860}
+PHONE = {"width": 375, "height": 812}
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def serve_command() -> list[str]:
+    return [sys.executable, "-m", "gotaskq", "serve"]
+
+
+@dataclass
+class Server:
+    """One ``gotaskq serve`` process and an HTTP client for arranging its data."""
+
+    url: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+    token: str | None = None
+    api_token: str | None = None
+    client: httpx.Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        self.client = httpx.Client(base_url=self.url, headers=headers, timeout=10.0)
+
+    @property
+    def job_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_token}"} if self.api_token else {}
+
+    def wait_healthy(self) -> None:
+        deadline = time.monotonic() + START_DEADLINE_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"gotaskq serve exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                if self.client.get("/healthz", timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        pytest.fail(f"gotaskq serve did not answer /healthz in {START_DEADLINE_S}s:\n{self.log_tail()}")
+
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+
+    def stop(self) -> None:
+        self.client.close()
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+
+    # -- arranging data over the HTTP API --------------------------------------------------
+    def queue(self, name: str) -> None:
+        r = self.client.post(f"/queue/{name}")
+        assert r.status_code in (200, 201), r.text
+
+    def job(self, queue: str, type: str = "noop", **fields: Any) -> str:
+        r = self.client.post("/jobs", json={"type": type, "queue": queue, **fields}, headers=self.job_headers)
+        assert r.status_code == 201, r.text
+        job_id: str = r.json()["id"]
+        return job_id
+
+    def get_job(self, job_id: str) -> dict[str, Any]:
+        r = self.client.get(f"/jobs/{job_id}", headers=self.job_headers)
+        assert r.status_code == 200, r.text
+        out: dict[str, Any] = r.json()
+        return out
+
+    def wait_status(self, job_id: str, status: str, timeout: float = 10.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.get_job(job_id)
+            if job["status"] == status:
+                return job
+            if time.monotonic() > deadline:
+                pytest.fail(f"job {job_id} is {job['status']}, not {status}, after {timeout}s")
+            time.sleep(0.05)
+
+    def wait_dead_count(self, queue: str, n: int, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while (dead := self.client.get(f"/queue/{queue}").json()["dead"]) != n:
+            if time.monotonic() > deadline:
+                pytest.fail(f"queue {queue} has {dead} dead jobs, not {n}, after {timeout}s")
+            time.sleep(0.05)
+
+    def dead_job(self, queue: str, type: str = "fail", **fields: Any) -> str:
+        job_id = self.job(queue, type, max_retries=0, **fields)
+        self.wait_status(job_id, "DEAD")
+        return job_id
+
+
+MakeServer = Callable[..., Server]
+
+
+@pytest.fixture(scope="module")
+def make_server(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MakeServer]:
+    """``make_server(ADMIN_TOKEN=...)``: a started ``gotaskq serve`` on its own Redis database."""
+    redis_server.flushall()
+    started: list[Server] = []
+    command = serve_command()
+
+    def make(**env: str) -> Server:
+        port = _free_port()
+        log = tmp_path_factory.mktemp("serve") / "serve.log"
+        base = {k: v for k, v in os.environ.items() if k not in ("API_TOKEN", "ADMIN_TOKEN", "ADMIN_READONLY")}
+        pythonpath = os.pathsep.join(p for p in (str(TESTS_DIR), os.environ.get("PYTHONPATH", "")) if p)
+        full_env = {
+            **base,
+            "REDIS_URL": f"redis://127.0.0.1:{redis_server.port}/{len(started) + 1}",
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "BASE_DELAY": "10",
+            "MAX_DELAY": "50",
+            "LOG_LEVEL": "WARNING",
+            "GOTASKQ_HANDLERS": "xss_handlers",
+            "PYTHONPATH": pythonpath,
+            **env,
+        }
+        with log.open("wb") as out:
+            proc = subprocess.Popen(command, env=full_env, stdout=out, stderr=subprocess.STDOUT)
+        server = Server(f"http://127.0.0.1:{port}", proc, log, env.get("ADMIN_TOKEN"), env.get("API_TOKEN"))
+        started.append(server)
+        server.wait_healthy()
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def server(make_server: MakeServer) -> Server:
+    return make_server()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[Path]:
+    folder = tmp_path_factory.mktemp("admin-screenshots")
+    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
+
+    def announce() -> None:
+        # Shown even without -s: capturing is suspended around the print, as capsys.disabled() does.
+        if capture is None:
+            print(f"\nadmin UI screenshots: {folder}")
+            return
+        with capture.global_and_fixture_disabled():
+            print(f"\nadmin UI screenshots: {folder}")
+
+    announce()
+    yield folder
+    announce()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    missing = None if Path(CHROMIUM).exists() else f"{CHROMIUM} is not installed"
+    try:
+        from playwright import sync_api
+    except ImportError:
+        missing = "the playwright package is not installed"
+    if missing is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{missing}, and CI must run the browser tests")
+        pytest.skip(missing)
+    with sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@dataclass
+class Tab:
+    """A page plus everything it did: requests sent, uncaught errors, CSP/Trusted Types reports."""
+
+    page: Any
+    base: str
+    shots: Path
+    requests: list[Any] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def open(self, hash: str = "", view: str | None = None) -> None:
+        self.page.goto(f"{self.base}/admin{hash}")
+        if view is not None:
+            self.wait_view(view)
+
+    def wait_view(self, view: str) -> None:
+        self.page.wait_for_selector(f'body[data-rendered="1"][data-view="{view}"]', timeout=UI_TIMEOUT_MS)
+
+    def shot(self, name: str) -> None:
+        self.page.screenshot(path=str(self.shots / f"{name}.png"), full_page=True)
+
+    def confirm(self, button: Any) -> None:
+        button.click()
+        dialog = self.page.locator("#confirm")
+        dialog.wait_for(state="visible", timeout=UI_TIMEOUT_MS)
+        self.page.locator("#confirm-yes").click()
+        dialog.wait_for(state="hidden", timeout=UI_TIMEOUT_MS)
+
+    def flash(self, pattern: str) -> str:
+        box = self.page.locator("#flash")
+        box.wait_for(state="visible", timeout=UI_TIMEOUT_MS)
+        self.page.wait_for_function(
+            "p => new RegExp(p).test(document.getElementById('flash-text').textContent)",
+            arg=pattern,
+            timeout=UI_TIMEOUT_MS,
+        )
+        text: str = self.page.locator("#flash-text").text_content()
+        return text
+
+    def search(self, job_id: str) -> None:
+        self.page.fill("#search-id", job_id)
+        self.page.press("#search-id", "Enter")
+        self.page.wait_for_selector(f'body[data-view="job"][data-rendered="1"] #job-id:text-is("{job_id}")')
+
+    def assert_clean(self) -> None:
+        assert not self.errors, self.errors
+        for req in self.requests:
+            path = req.url.split("?")[0]
+            if req.method == "GET":
+                assert not re.search(r"/(pause|resume|replay)$", path), f"mutation over GET: {req.url}"
+            assert "cookie" not in req.headers, req.url
+
+
+MakeTab = Callable[..., Tab]
+
+
+@pytest.fixture
+def make_tab(browser: Any, shots: Path) -> Iterator[MakeTab]:
+    contexts: list[Any] = []
+    tabs: list[Tab] = []
+
+    def make(server: Server, viewport: dict[str, int] = DESKTOP) -> Tab:
+        context = browser.new_context(viewport=viewport)
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(UI_TIMEOUT_MS)
+        tab = Tab(page, server.url, shots)
+        page.on("request", lambda req: tab.requests.append(req))
+        page.on("pageerror", lambda exc: tab.errors.append(f"uncaught: {exc}"))
+
+        def on_console(msg: Any) -> None:
+            if re.search(r"Content Security Policy|Trusted Type|Refused to", msg.text):
+                tab.errors.append(f"console: {msg.text}")
+
+        page.on("console", on_console)
+        tabs.append(tab)
+        return tab
+
+    yield make
+    for tab in tabs:
+        tab.assert_clean()
+    for context in contexts:
+        assert context.cookies() == [], "the admin UI must not use cookies"
+        context.close()
+
+
+def main_buttons(tab: Tab) -> list[str]:
+    texts: list[str] = tab.page.locator("main button").all_text_contents()
+    return texts
+
+
+# -- the tests -------------------------------------------------------------------------------
+def test_dlq_replay_watch_delete_and_pause_resume(server: Server, make_tab: MakeTab) -> None:
+    server.queue("e2e")
+    dead = server.dead_job("e2e", payload={"order": 42, "note": "first try"})
+    tab = make_tab(server)
+    page = tab.page
+
+    served = server.client.get("/admin")
+    assert (
+        served.headers["x-frame-options"] == "DENY"
+        and "default-src 'self'" in served.headers["content-security-policy"]
+    )
+    tab.open("", "overview")
+    assert not page.is_visible("#readonly-badge") and not page.is_visible("#sign-out")
+    row = page.locator('#queues tr[data-queue="e2e"]')
+    assert row.locator("td").nth(3).text_content() == "1"  # dead
+    page.wait_for_selector('body[data-stats-rendered="1"]')
+    tab.shot("01-overview")
+
+    row.locator("th a").click()
+    tab.wait_view("queue")
+    tab.confirm(page.locator("#pause-queue"))
+    assert "paused" in tab.flash("Queue e2e paused")
+    page.wait_for_selector("#paused-badge")
+    assert server.client.get("/queue/e2e").json()["paused"] is True
+    page.click('a.tab:has-text("dead")')
+    page.wait_for_selector(f'#jobs tr[data-job="{dead}"]')
+    tab.shot("02-queue-paused")
+
+    page.click('a[data-nav="dlq"]')
+    tab.wait_view("dlq")
+    dlq_row = page.locator(f'#dlq-jobs tr[data-job="{dead}"]')
+    dlq_row.wait_for()
+    tab.shot("03-dlq")
+    dlq_row.locator("button.replay").click()  # asked, then declined: nothing happens
+    page.locator("#confirm-no").click()
+    assert server.client.get(f"/dlq/{dead}").status_code == 200
+    tab.confirm(dlq_row.locator("button.replay"))
+    assert "now PENDING" in tab.flash(f"Job {dead} replayed")
+    page.wait_for_selector(f'#dlq-jobs tr[data-job="{dead}"]', state="detached")
+
+    tab.search(dead)
+    page.wait_for_selector('body[data-job-status="PENDING"]')
+    assert page.locator('dd[data-field="Attempts / max_retries"]').text_content() == "0 / 0"
+    assert '"order": 42' in page.locator("#job-payload").text_content()
+    tab.shot("04-job-pending")
+
+    page.locator('dd[data-field="Queue"] a').click()
+    tab.wait_view("queue")
+    tab.confirm(page.locator("#resume-queue"))
+    tab.flash("Queue e2e resumed")
+    assert server.client.get("/queue/e2e").json()["paused"] is False
+
+    tab.search(dead)  # auto-refresh shows the worker taking it and killing it again
+    assert page.is_checked("#auto-refresh")
+    page.wait_for_selector('body[data-job-status="DEAD"]', timeout=15_000)
+    assert "fail job: always fails" in page.locator("#job-errors").text_content()
+    assert page.locator('dd[data-field="Attempts / max_retries"]').text_content() == "1 / 0"
+    tab.shot("05-job-dead")
+
+    tab.confirm(page.locator("#delete-job"))
+    tab.flash(f"Dead job {dead} deleted")
+    tab.wait_view("dlq")
+    assert server.client.get(f"/dlq/{dead}").status_code == 404
+    mutations = [(r.method, r.url.split("?")[0].removeprefix(server.url)) for r in tab.requests if r.method != "GET"]
+    assert mutations == [
+        ("POST", "/queue/e2e/pause"),
+        ("POST", f"/dlq/{dead}/replay"),
+        ("POST", "/queue/e2e/resume"),
+        ("DELETE", f"/dlq/{dead}"),
+    ]
+
+
+def test_cancel_paging_and_bulk_dlq_actions(server: Server, make_tab: MakeTab) -> None:
+    server.queue("bulk")
+    later = server.job("bulk", delay=3600)
+    n = PAGE_SIZE + 5
+    r = server.client.post("/jobs/batch", json={"jobs": [{"type": "fail", "queue": "bulk", "max_retries": 0}] * n})
+    assert r.status_code == 201, r.text
+    server.wait_dead_count("bulk", n)
+    tab = make_tab(server)
+    page = tab.page
+
+    tab.open(f"#/job/{later}", "job")
+    page.wait_for_selector('body[data-job-status="SCHEDULED"]')
+    tab.confirm(page.locator("#cancel-job"))
+    assert "now CANCELLED" in tab.flash(f"Job {later} cancelled")
+    page.wait_for_selector('body[data-job-status="CANCELLED"]')
+    assert page.locator("#cancel-job").count() == 0
+
+    tab.open("#/dlq/bulk", "dlq")
+    rows = page.locator("#dlq-jobs tbody tr[data-job]")
+    assert rows.count() == PAGE_SIZE
+    first_page = [rows.nth(i).get_attribute("data-job") for i in range(PAGE_SIZE)]
+    api_page = server.client.get("/dlq", params={"queue": "bulk", "limit": PAGE_SIZE}).json()["jobs"]
+    assert first_page == [j["id"] for j in api_page]  # the API's order: newest death first
+    died = [j["finished_at"] for j in api_page]
+    assert died == sorted(died, reverse=True)
+    page.click("button.pager-next")
+    page.wait_for_function(ROWS_ARE, arg=n - PAGE_SIZE)
+    second_page = [rows.nth(i).get_attribute("data-job") for i in range(n - PAGE_SIZE)]
+    assert not set(first_page) & set(second_page)
+    assert page.locator("button.pager-next").count() == 0
+    page.click("button.pager-prev")
+    page.wait_for_function(ROWS_ARE, arg=PAGE_SIZE)
+    dlq_requests = [r.url for r in tab.requests if "/dlq?" in r.url]
+    assert dlq_requests and all(f"limit={PAGE_SIZE}" in u for u in dlq_requests)
+
+    tab.confirm(page.locator("#replay-all"))
+    assert tab.flash("Replayed") == f"Replayed {n} dead job(s) of bulk."
+    server.wait_dead_count("bulk", n)  # the worker kills them again
+    page.reload()
+    tab.wait_view("dlq")
+    page.wait_for_selector("#dlq-jobs tbody tr[data-job]")
+    tab.confirm(page.locator("#purge"))
+    assert tab.flash("Deleted") == f"Deleted {n} dead job(s) of bulk."
+    page.wait_for_selector("#dlq-jobs tr.empty")
+    assert server.client.get("/dlq", params={"queue": "bulk"}).json()["jobs"] == []
+
+
+def test_token_prompt(make_server: MakeServer, make_tab: MakeTab) -> None:
+    server = make_server(ADMIN_TOKEN=TOKEN, API_TOKEN=API_TOKEN)
+    dead = server.dead_job("default")
+    later = server.job("default", delay=3600)
+    tab = make_tab(server)
+    page = tab.page
+
+    tab.open("", "signin")
+    tab.shot("06-token-prompt")
+    assert page.locator("#queues").count() == 0
+    page.fill("#token-input", "wrong-token")
+    page.press("#token-input", "Enter")
+    page.wait_for_selector('#token-error:text("refused")')
+    assert page.evaluate("sessionStorage.length") == 0
+
+    tab.requests.clear()
+    page.fill("#token-input", TOKEN)
+    page.press("#token-input", "Enter")
+    tab.wait_view("overview")
+    assert page.is_visible("#sign-out")
+    assert page.evaluate("sessionStorage.getItem('gotaskq.adminToken')") == TOKEN
+    assert page.evaluate("localStorage.getItem('gotaskq.adminToken')") is None
+    page.reload()  # the token stays for this tab's session
+    tab.wait_view("overview")
+    page.wait_for_selector('#queues tr[data-queue="default"]')
+
+    tab.open("#/queue/default", "queue")
+    tab.confirm(page.locator("#pause-queue"))
+    tab.flash("Queue default paused")
+    tab.confirm(page.locator("#resume-queue"))
+    tab.flash("Queue default resumed")
+    api_calls = [r for r in tab.requests if re.search(r"/(queue|dlq)(/|$|\?)", r.url)]
+    assert api_calls and all(r.headers.get("authorization") == f"Bearer {TOKEN}" for r in api_calls)
+
+    # /jobs wants API_TOKEN, which the UI does not have: a dead job is still read through /dlq/{id}...
+    tab.search(dead)
+    page.wait_for_selector('body[data-job-status="DEAD"]')
+    assert page.locator("#replay-job").is_visible()
+    # ...and any other job says why it cannot be shown, without dropping the admin session.
+    tab.open(f"#/job/{later}", "job")
+    assert "API_TOKEN" in page.locator("#load-error").text_content()
+    assert page.evaluate("sessionStorage.getItem('gotaskq.adminToken')") == TOKEN
+
+    page.click("#sign-out")
+    tab.wait_view("signin")
+    assert page.evaluate("sessionStorage.length") == 0
+    unauth = httpx.get(f"{server.url}/queue/default/jobs")
+    assert unauth.status_code == 401
+
+
+def test_readonly_mode(make_server: MakeServer, make_tab: MakeTab) -> None:
+    server = make_server(ADMIN_READONLY="true")
+    dead = server.dead_job("default")
+    later = server.job("default", delay=3600)
+    tab = make_tab(server)
+    page = tab.page
+
+    tab.open("", "overview")
+    assert page.is_visible("#readonly-badge")
+    tab.open("#/queue/default", "queue")
+    assert main_buttons(tab) == []
+    tab.open("#/dlq/default", "dlq")
+    page.wait_for_selector(f'#dlq-jobs tr[data-job="{dead}"]')
+    assert main_buttons(tab) == []
+    tab.shot("07-dlq-readonly")
+    for job_id in (dead, later):
+        tab.search(job_id)
+        assert main_buttons(tab) == []
+    for method, path in [("POST", f"/dlq/{dead}/replay"), ("POST", "/queue/default/pause"), ("DELETE", f"/dlq/{dead}")]:
+        r = server.client.request(method, path)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "read_only"
+    assert all(r.method == "GET" for r in tab.requests)
+
+
+def test_job_data_is_rendered_as_text(server: Server, make_tab: MakeTab) -> None:
+    server.queue("xss")
+    payload = xss_handlers.hostile_payload()
+    dead = server.dead_job("xss", "evil", payload=payload, idempotency_key=xss_handlers.IMG_ONERROR)
+    done = server.job("xss", "evil_ok", payload=payload)
+    server.wait_status(done, "DONE")
+    tab = make_tab(server)
+    page = tab.page
+    page.add_init_script(f"window.{xss_handlers.SENTINEL} = undefined;")
+
+    tab.open("", "overview")
+    tab.open("#/dlq/xss", "dlq")
+    error_cell = page.locator(f'#dlq-jobs tr[data-job="{dead}"] td.error-cell')
+    assert error_cell.text_content().startswith(f"RuntimeError: {xss_handlers.SCRIPT_TAG} {xss_handlers.IMG_ONERROR}")
+    tab.shot("08-xss-dlq")
+    tab.open("#/queue/xss?state=dead", "queue")
+    page.wait_for_selector(f'#jobs tr[data-job="{dead}"]')
+
+    tab.search(dead)
+    payload_text = page.locator("#job-payload").text_content()
+    for attack in xss_handlers.ATTACKS:
+        assert attack.replace('"', '\\"') in payload_text, attack
+    assert page.locator("#job-last-error").text_content() == f"RuntimeError: {xss_handlers.ERROR_TEXT}"
+    assert xss_handlers.ERROR_TEXT in page.locator("#job-errors").text_content()
+    assert page.locator('dd[data-field="Idempotency key"]').text_content() == xss_handlers.IMG_ONERROR
+    tab.shot("09-xss-dead-job")
+
+    tab.search(done)
+    result_text = page.locator("#job-result").text_content()
+    for attack in xss_handlers.ATTACKS:
+        assert attack.replace('"', '\\"') in result_text, attack
+    tab.shot("10-xss-done-job")
+
+    for hostile_hash in (
+        "#/job/<img src=x onerror=window.__xss_fired=5>",
+        "#/queue/%3Csvg%20onload%3Dwindow.__xss_fired%3D6%3E",
+    ):
+        page.goto(f"{server.url}/admin{hostile_hash}")
+        page.wait_for_selector('body[data-rendered="1"]')
+
+    assert page.evaluate(f"typeof window.{xss_handlers.SENTINEL}") == "undefined"
+    assert page.locator("img, script:not([src]), iframe, object, embed").count() == 0
+    assert page.locator('a[href^="javascript:" i]').count() == 0
+
+
+def test_phone_width(server: Server, make_tab: MakeTab) -> None:
+    server.queue("phone")
+    dead = server.dead_job("phone", payload={"long": "x" * 300, "nested": {"list": list(range(30))}})
+    server.job("phone", delay=3600)
+    tab = make_tab(server, PHONE)
+    page = tab.page
+
+    def fits(name: str) -> None:
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= PHONE["width"], f"{name} is {width}px wide at {PHONE['width']}px"
+        tab.shot(f"phone-{name}")
+
+    tab.open("", "overview")
+    page.wait_for_selector('body[data-stats-rendered="1"]')
+    fits("overview")
+    tab.open("#/queue/phone?state=scheduled", "queue")
+    fits("queue")
+    tab.open("#/dlq", "dlq")
+    fits("dlq")
+    tab.search(dead)
+    fits("job")
+    page.locator("#replay-job").click()
+    page.locator("#confirm").wait_for(state="visible")
+    fits("confirm")
+    page.locator("#confirm-no").click()
