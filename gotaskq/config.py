@@ -31,7 +31,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     num_workers: int = 10
-    redis_url: str | None = None
+    redis_url: str | None = field(default=None, repr=False)  # may hold a password; see masked()
     max_retries: int = 3
     base_delay: float = 1.0
     max_delay: float = 5.0

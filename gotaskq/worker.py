@@ -147,9 +147,9 @@ class Worker:
             try:
                 got, drained, next_due = await self._claim_round(free)
                 failures = 0
-            except BackendUnavailable as exc:
+            except Exception as exc:  # the fetch loop must outlive any backend error
                 failures += 1
-                log.warning("backend unavailable while claiming (%s); retrying", exc)
+                log.warning("claiming failed (%s: %s); retrying", type(exc).__name__, exc)
                 await self._sleep_unless_stopping(min(2.0, 0.1 * 2**failures))
                 continue
             if got == 0 or drained:
@@ -237,6 +237,7 @@ class Worker:
         error: str | None = None
         result: Any = None
         deadline = asyncio.timeout(job.timeout)
+        thread: asyncio.Future[Any] | None = None
         try:
             self._child("wait", q).observe(max(0.0, (now_ms() - (job.run_at or job.created_at)) / 1000))
             reg = self.app.registry.get(job.type)
@@ -246,7 +247,8 @@ class Worker:
                 if reg.is_async:
                     result = await reg.fn(job)
                 else:
-                    result = await asyncio.get_running_loop().run_in_executor(self._executor, reg.fn, job)
+                    thread = asyncio.get_running_loop().run_in_executor(self._executor, reg.fn, job)
+                    result = await asyncio.shield(thread)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # a handler's failure, whatever it raised, fails the attempt
@@ -255,13 +257,23 @@ class Worker:
             else:
                 error = f"{type(exc).__name__}: {exc}"
         finally:
-            self._busy -= 1
-            self._slot_free.set()
+            if thread is not None and not thread.done():
+                # A thread cannot be cancelled: its slot stays taken until it really ends, so the
+                # next sync job does not start its timeout while waiting for a free thread.
+                thread.add_done_callback(self._free_slot)
+            else:
+                self._free_slot()
             self._child("duration", q).observe(time.perf_counter() - t0)
         if error is None:
             await self._complete(claimed, result)
         else:
             await self._fail(claimed, error)
+
+    def _free_slot(self, thread: object = None) -> None:
+        if isinstance(thread, asyncio.Future) and not thread.cancelled():
+            thread.exception()  # retrieved, so asyncio does not log it as never retrieved
+        self._busy -= 1
+        self._slot_free.set()
 
     async def _complete(self, claimed: Claimed, result: Any) -> None:
         job = claimed.job
@@ -333,7 +345,7 @@ class Worker:
             for queue, leases in by_queue.items():
                 try:
                     held = await self.backend.extend_leases(queue, leases, self.lease_ms)
-                except (BackendUnavailable, QueueNotFound) as exc:
+                except Exception as exc:  # a heartbeat loop that dies would lose every lease
                     log.warning("heartbeat failed for queue %s: %s", queue, exc)
                     continue
                 self._mark_lost(leases, held)
@@ -357,7 +369,7 @@ class Worker:
                             "recovered %d expired lease(s) in %s (%d to the DLQ)",
                             len(rec.requeued) + len(rec.dead), queue, len(rec.dead),
                         )
-            except (BackendUnavailable, QueueNotFound) as exc:
+            except Exception as exc:  # keep recovering whatever one pass hit
                 log.warning("recovery pass failed: %s", exc)
             await asyncio.sleep(self.settings.recovery_interval)
 

@@ -7,7 +7,9 @@ rate across three queues, first in a short fault-free phase, then while faults a
 a seeded schedule. Workers record every execution in their own fsynced file
 (``chaos_handlers.py``). At the end it drains the queues, checks the history and the final
 Redis state, prints ONE JSON line on stdout (progress goes to stderr) and exits 1 on any
-violation (2 when the harness itself failed).
+violation (2 when the harness itself failed). The temp dir, kept with --keep or after a failed
+run, holds every process's log, the AOF, the execution records, submissions.jsonl and
+history.json (faults with their times, crashes, the result).
 
     .venv/bin/python scripts/chaos.py --n 3000 --workers 3 --worker-kills 4 --seed 7
     .venv/bin/python scripts/chaos.py --n 20000 --worker-kills 20 --api-kills 5 \\
@@ -301,6 +303,7 @@ class Sub:
     max_retries: int
     outcome: str = "pending"  # acked | refused | ambiguous
     id: str | None = None
+    replayed: bool = False  # acked by a 200 Idempotent-Replayed: an earlier try had enqueued it
     tries: int = 0
     maybe: bool = False  # some try may have reached Redis without an answer
     t_first: float = 0.0
@@ -360,6 +363,7 @@ async def submit(client: httpx.AsyncClient, sub: Sub) -> None:
         else:
             if resp.status_code in (200, 201):
                 sub.outcome, sub.id, sub.t_done = "acked", str(resp.json()["id"]), time.time()
+                sub.replayed = resp.status_code == 200
                 return
             if resp.status_code < 500 and resp.status_code != 429:
                 sub.outcome, sub.note, sub.t_done = "refused", f"{resp.status_code} {resp.text[:200]}", time.time()
@@ -706,21 +710,21 @@ async def scan_redis(r: aioredis.Redis) -> dict[str, Any]:
                 where[jid] = (q, suffix)
                 if suffix == "running" and score < now_ms:
                     stuck.append(jid)
-        n_hashes = 0
-        async for k in r.scan_iter(match=f"{p}j:*", count=1000):
-            n_hashes += 1
-            jid = k.decode().rsplit(":", 1)[1]
-            st = await r.hget(k, "st")
-            st_s = st.decode() if st is not None else "<none>"
-            status[jid] = st_s
-            placed = where.get(jid)
-            want = next((s for s, v in PLACED.items() if v == st_s), None)
-            if want is None and st_s not in ("DONE", "CANCELLED"):
-                problems.append(f"{jid} has status {st_s}")
-            elif want is None and placed is not None:
-                problems.append(f"{jid} is {st_s} but indexed in {placed}")
-            elif want is not None and placed != (q, want):
-                problems.append(f"{jid} is {st_s} but indexed in {placed}")
+        hashes = [k async for k in r.scan_iter(match=f"{p}j:*", count=1000)]
+        for start in range(0, len(hashes), 1000):
+            chunk = hashes[start : start + 1000]
+            pipe = r.pipeline(transaction=False)
+            for k in chunk:
+                pipe.hget(k, "st")
+            for k, st in zip(chunk, await pipe.execute(), strict=True):
+                jid = k.decode().rsplit(":", 1)[1]
+                st_s = status[jid] = st.decode() if st is not None else "<none>"
+                placed = where.get(jid)
+                want = next((x for x, v in PLACED.items() if v == st_s), None)
+                if want is None and st_s not in ("DONE", "CANCELLED"):
+                    problems.append(f"{jid} has status {st_s}")
+                elif (want is None and placed is not None) or (want is not None and placed != (q, want)):
+                    problems.append(f"{jid} is {st_s} but indexed in {placed}")
         for jid, (wq, suffix) in where.items():
             if wq == q and jid not in status:
                 problems.append(f"{jid} indexed in {(q, suffix)} has no hash")
@@ -744,6 +748,8 @@ def hit(f: Fault, e: Exec, lease: float) -> bool:
         return False
     if f.pid is not None and f.pid != e.pid:
         return False
+    if f.kind == "sigterm" and e.outcome in ("ok", "fail") and e.t_end is not None and e.t_end <= f.t1:
+        return False  # it finished inside the grace period: graceful shutdown recorded its outcome
     before, after = (1.0, 1.0) if f.pid is not None else (1.0, lease + 1.0)
     end = math.inf if e.t_end is None else e.t_end
     return e.t_start - before <= f.t1 and f.t0 <= end + after
@@ -809,9 +815,9 @@ def analyse(run: Run, phases: list[Phase], scan: dict[str, Any]) -> dict[str, An
             if lst[0].key != acked[jid].key:
                 note("unexpected", jid)
             continue
-        s = by_key.get(lst[0].key or "")
-        if s is not None and s.outcome == "ambiguous":
-            recovered.add(s.key)
+        sub = by_key.get(lst[0].key or "")
+        if sub is not None and sub.outcome == "ambiguous":
+            recovered.add(sub.key)
         else:
             note("unexpected", jid)
     # duplicates: more than one successful execution; explained when the extra ones were hit
@@ -900,6 +906,8 @@ def analyse(run: Run, phases: list[Phase], scan: dict[str, Any]) -> dict[str, An
     counts = {k: len(v) for k, v in ex.items()}
     result: dict[str, Any] = {
         "acked": len(acked),
+        "acked_replayed": sum(1 for s in acked.values() if s.replayed),
+        "submissions_retried": sum(1 for s in subs if s.tries > 1),
         "refused": sum(1 for s in subs if s.outcome == "refused"),
         "ambiguous": sum(1 for s in subs if s.outcome == "ambiguous"),
         "lost": counts.get("lost", 0),
@@ -944,7 +952,7 @@ def analyse(run: Run, phases: list[Phase], scan: dict[str, Any]) -> dict[str, An
         violations.append("dlq_count")
     if chaos.t_drained is None:
         violations.append("drain_timeout")
-    if run.tracker.bad_lines:
+    if run.tracker.bad_lines or run.tracker.orphan_ends:
         violations.append("bad_exec_lines")
     result["violations"] = sorted(set(violations))
     return result
@@ -1017,11 +1025,29 @@ async def experiment(run: Run) -> dict[str, Any]:
         with contextlib.suppress(asyncio.CancelledError):
             await supervisor
     await stop_workers(run)
-    out = {"ok": False, "seed": cfg.seed, "n": cfg.n, "workers": cfg.workers}
+    out: dict[str, Any] = {"ok": False, "seed": cfg.seed, "n": cfg.n, "workers": cfg.workers}
     out |= analyse(run, phases, scan)
     out["ok"] = not out["violations"]
     out["redis_version"] = info.get("redis_version")
+    save_history(run, phases, out)
     return out
+
+
+def save_history(run: Run, phases: list[Phase], result: dict[str, Any]) -> None:
+    """The run's history next to its logs, for a look after --keep (or after a failed run)."""
+    d = run.cluster.dir
+    with (d / "submissions.jsonl").open("w") as f:
+        for ph in phases:
+            for s in ph.subs:
+                f.write(json.dumps(asdict(s)) + "\n")
+    history = {
+        "faults": [asdict(x) for x in run.faults],
+        "crashes": run.crashes,
+        "phases": [{k: v for k, v in asdict(ph).items() if k != "subs"} for ph in phases],
+        "worker_logs": {str(pid): str(path) for pid, path in run.cluster.worker_logs.items()},
+        "result": result,
+    }
+    (d / "history.json").write_text(json.dumps(history, indent=1))
 
 
 async def amain(cfg: Config, workdir: Path) -> dict[str, Any]:
@@ -1044,7 +1070,13 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"ok": False, "seed": cfg.seed}
     try:
         result = asyncio.run(amain(cfg, workdir))
-    except (Exception, asyncio.CancelledError, KeyboardInterrupt) as exc:
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        log("interrupted: every process it started is stopped")
+        result["error"] = "interrupted"
+    except TimeoutError:
+        log(f"the run took longer than --max-time {cfg.max_time:g}s")
+        result["error"] = "max_time exceeded"
+    except Exception as exc:
         log(f"harness failed: {type(exc).__name__}: {exc}")
         result["error"] = f"{type(exc).__name__}: {exc}"
     finally:

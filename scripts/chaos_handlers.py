@@ -38,6 +38,7 @@ class ExecLog:
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self.fsync = os.environ.get("CHAOS_FSYNC", "1") != "0"
         self.seq = 0
+        self.run_id = os.urandom(4).hex()  # execution ids stay unique even if a pid is reused
 
     def write(self, record: dict[str, Any]) -> None:
         # One write() per line on O_APPEND: a kill -9 leaves whole lines only.
@@ -47,7 +48,7 @@ class ExecLog:
 
     def next_exec_id(self) -> str:
         self.seq += 1
-        return f"{self.pid}-{self.seq}"
+        return f"{self.pid}-{self.run_id}-{self.seq}"
 
 
 def register(app: App) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import statistics
 import threading
 import time
@@ -12,9 +13,11 @@ from typing import Any
 import pytest
 from conftest import MakeBackend, MakeSettings
 
+from gotaskq import keys
 from gotaskq import worker as worker_module
 from gotaskq.app import App
 from gotaskq.backends.base import Backend, Completion
+from gotaskq.backends.redis import RedisBackend
 from gotaskq.job import Job, now_ms
 from gotaskq.states import JobStatus
 from gotaskq.worker import Worker
@@ -65,6 +68,12 @@ def sample(app: App, name: str, **labels: str) -> float:
     return 0.0 if value is None else value
 
 
+async def wait_sample(app: App, name: str, expected: float, **labels: str) -> None:
+    """The worker counts an outcome just after the backend recorded it: wait for the count."""
+    await wait_until(lambda: sample(app, name, **labels) >= expected, what=f"{name}{labels} >= {expected}")
+    assert sample(app, name, **labels) == expected
+
+
 class Pool:
     """Builds apps on the parametrised backend and runs workers; stops every worker at teardown."""
 
@@ -80,11 +89,13 @@ class Pool:
         await app.start()
         return app
 
-    def start(self, app: App, concurrency: int | None = None, backend: Backend | None = None) -> Worker:
+    async def start(self, app: App, concurrency: int | None = None, backend: Backend | None = None) -> Worker:
+        """Run a worker; return once it listens for wake-ups (so no test races the subscription)."""
         w: Worker = app.worker(concurrency)
         if backend is not None:
             w.backend = backend
         self.running.append((w, asyncio.create_task(w.run())))
+        await wait_until(lambda: _subscribed(app.backend), what="the worker to subscribe to wake-ups")
         return w
 
     async def stop_all(self) -> None:
@@ -93,12 +104,22 @@ class Pool:
                 try:
                     await asyncio.wait_for(w.stop(), STOP_DEADLINE_S)
                 except TimeoutError:
-                    import sys
-                    for t in asyncio.all_tasks():
-                        t.print_stack(file=sys.stderr)
-                    print("INFLIGHT", w._inflight, w._abandon, file=sys.stderr)
-                    raise
+                    pytest.fail(f"worker.stop() hung for {STOP_DEADLINE_S}s; tasks:\n{_task_stacks()}")
             await task  # surfaces an exception that escaped run()
+
+
+async def _subscribed(backend: Backend) -> bool:
+    if not isinstance(backend, RedisBackend):
+        return True
+    counts = await backend.client.pubsub_numsub(keys.WAKE_CHANNEL)
+    return bool(counts) and int(counts[0][1]) >= 1
+
+
+def _task_stacks() -> str:
+    out = io.StringIO()
+    for t in asyncio.all_tasks():
+        t.print_stack(limit=8, file=out)
+    return out.getvalue()
 
 
 @pytest.fixture
@@ -136,7 +157,7 @@ async def test_async_and_sync_handlers_store_their_result(pool: Pool) -> None:
         threads["mul"] = threading.current_thread() is threading.main_thread()
         return int(job.payload["a"] * job.payload["b"])
 
-    pool.start(app)
+    await pool.start(app)
     a = await app.enqueue("add", {"a": 2, "b": 3})
     m = await app.enqueue("mul", {"a": 4, "b": 5})
     a_done = await wait_status(app, a.id, S.DONE)
@@ -148,7 +169,7 @@ async def test_async_and_sync_handlers_store_their_result(pool: Pool) -> None:
         assert job.last_error is None and job.errors == []
         assert job.finished_at is not None
     assert threads == {"add": True, "mul": False}, "sync handlers must run off the event loop"
-    assert sample(app, "gotaskq_jobs_processed_total", queue="default", status="done") == 2
+    await wait_sample(app, "gotaskq_jobs_processed_total", 2, queue="default", status="done")
 
 
 async def test_raising_handler_retries_then_goes_dead(pool: Pool) -> None:
@@ -160,7 +181,7 @@ async def test_raising_handler_retries_then_goes_dead(pool: Pool) -> None:
         calls.append(job.attempts)
         raise ValueError(f"boom {job.attempts}")
 
-    pool.start(app)
+    await pool.start(app)
     job = await app.enqueue("boom", max_retries=2)
     dead = await wait_status(app, job.id, S.DEAD)
     assert calls == [1, 2, 3]
@@ -169,9 +190,9 @@ async def test_raising_handler_retries_then_goes_dead(pool: Pool) -> None:
     assert [e["error"] for e in dead.errors] == ["ValueError: boom 1", "ValueError: boom 2", "ValueError: boom 3"]
     assert dead.last_error == "ValueError: boom 3"
     assert [j.id for j in (await app.dlq_list("default")).jobs] == [job.id]
-    assert sample(app, "gotaskq_jobs_retried_total", queue="default") == 2
-    assert sample(app, "gotaskq_jobs_dead_total", queue="default") == 1
-    assert sample(app, "gotaskq_jobs_processed_total", queue="default", status="dead") == 1
+    await wait_sample(app, "gotaskq_jobs_retried_total", 2, queue="default")
+    await wait_sample(app, "gotaskq_jobs_dead_total", 1, queue="default")
+    await wait_sample(app, "gotaskq_jobs_processed_total", 1, queue="default", status="dead")
 
 
 async def test_a_failed_job_waits_for_its_backoff(pool: Pool, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -192,7 +213,7 @@ async def test_a_failed_job_waits_for_its_backoff(pool: Pool, monkeypatch: pytes
             raise RuntimeError("first try fails")
         return "ok"
 
-    pool.start(app)
+    await pool.start(app)
     job = await app.enqueue("flaky", max_retries=3)
     scheduled = await wait_status(app, job.id, S.SCHEDULED)
     assert scheduled.run_at is not None and scheduled.last_error == "RuntimeError: first try fails"
@@ -209,7 +230,7 @@ async def test_unknown_job_type_goes_dead_and_the_worker_keeps_going(pool: Pool)
     async def known(job: Job) -> str:
         return "fine"
 
-    pool.start(app)
+    await pool.start(app)
     unknown = await app.enqueue("no.such.type", max_retries=1)
     dead = await wait_status(app, unknown.id, S.DEAD)
     assert dead.attempts == 2
@@ -231,7 +252,7 @@ async def test_job_timeout_counts_as_a_failure(pool: Pool) -> None:
             cancelled.set()
             raise
 
-    pool.start(app)
+    await pool.start(app)
     t0 = time.monotonic()
     job = await app.enqueue("slow", timeout=0.1, max_retries=0)
     dead = await wait_status(app, job.id, S.DEAD, timeout=3.0)
@@ -239,6 +260,47 @@ async def test_job_timeout_counts_as_a_failure(pool: Pool) -> None:
     assert dead.attempts == 1
     assert dead.last_error is not None and "timed out" in dead.last_error
     assert cancelled.is_set(), "the timed-out handler must be cancelled"
+
+
+async def test_a_timed_out_sync_handler_is_failed_while_its_thread_finishes(pool: Pool) -> None:
+    app = await pool.app()
+    started: list[float] = []
+    finished = threading.Event()
+
+    @app.task("block")
+    def block(job: Job) -> None:
+        started.append(time.monotonic())
+        time.sleep(0.5)  # a thread cannot be cancelled: it runs on after the timeout
+        finished.set()
+
+    await pool.start(app)
+    job = await app.enqueue("block", timeout=0.1, max_retries=0)
+    dead = await wait_status(app, job.id, S.DEAD, timeout=3.0)
+    assert time.monotonic() - started[0] < 0.4, "the attempt must fail at its timeout, not when the thread returns"
+    assert not finished.is_set()
+    assert dead.last_error is not None and "timed out" in dead.last_error
+    await wait_until(finished.is_set, what="the thread to finish")
+
+
+async def test_a_job_does_not_time_out_before_it_starts(pool: Pool) -> None:
+    app = await pool.app(num_workers=1)
+    ran: list[str] = []
+
+    @app.task("hog")
+    def hog(job: Job) -> None:
+        time.sleep(0.6)
+
+    @app.task("quick")
+    def quick(job: Job) -> str:
+        ran.append(job.id)
+        return "ran"
+
+    await pool.start(app)
+    hogging = await app.enqueue("hog", timeout=0.1, max_retries=0)
+    await wait_status(app, hogging.id, S.DEAD)
+    job = await app.enqueue("quick", timeout=0.3, max_retries=0)
+    done = await wait_status(app, job.id, S.DONE, S.DEAD)
+    assert (done.status, done.last_error, ran) == (S.DONE, None, [job.id])
 
 
 # -- scheduling across queues -----------------------------------------------------------------
@@ -264,7 +326,7 @@ async def test_num_workers_bounds_the_whole_process_and_queues_take_turns(pool: 
         await app.create_queue(q)
         for _ in range(4):
             ids.append((await app.enqueue("slow", queue=q)).id)
-    w = pool.start(app)  # concurrency from NUM_WORKERS
+    w = await pool.start(app)  # concurrency from NUM_WORKERS
     assert w.concurrency == 3
     for jid in ids:
         await wait_status(app, jid, S.DONE)
@@ -279,7 +341,7 @@ async def test_a_queue_created_while_running_is_picked_up(pool: Pool) -> None:
     async def t(job: Job) -> str:
         return job.queue
 
-    pool.start(app)
+    await pool.start(app)
     first = await app.enqueue("t")
     await wait_status(app, first.id, S.DONE)  # the worker has listed the queues already
     await app.create_queue("late")
@@ -297,7 +359,7 @@ async def test_a_paused_queue_is_skipped_until_resumed(pool: Pool) -> None:
     await app.create_queue("p")
     await app.pause("p")
     held = await app.enqueue("t", queue="p")
-    pool.start(app)
+    await pool.start(app)
     barrier = await app.enqueue("t")
     await wait_status(app, barrier.id, S.DONE)
     await asyncio.sleep(0.2)  # a few more claim rounds: the paused job must stay put
@@ -315,7 +377,7 @@ async def test_a_delayed_job_starts_when_due(pool: Pool) -> None:
     async def t(job: Job) -> None:
         started_ms.append(now_ms())
 
-    pool.start(app)
+    await pool.start(app)
     job = await app.enqueue("t", delay=0.2)
     assert job.status is S.SCHEDULED and job.run_at is not None
     await wait_status(app, job.id, S.DONE)
@@ -335,7 +397,7 @@ async def test_heartbeats_keep_the_lease_of_a_blocking_sync_handler(pool: Pool) 
         time.sleep(1.0)  # blocks its thread, not the event loop that heartbeats
         return "held"
 
-    pool.start(app)
+    await pool.start(app)
     job = await app.enqueue("block")
     done = await wait_status(app, job.id, S.DONE)
     assert calls == [1]
@@ -357,12 +419,12 @@ async def test_a_job_of_a_killed_worker_is_recovered_and_rerun(pool: Pool) -> No
     batch = await app.backend.claim("default", 1, lease_ms=200)  # a worker that then dies
     assert [c.job.id for c in batch.jobs] == [job.id]
     t0 = time.monotonic()
-    pool.start(app)
+    await pool.start(app)
     done = await wait_status(app, job.id, S.DONE, timeout=3.0)
     assert time.monotonic() - t0 < 0.2 + 1.5
     assert runs == [2]
     assert done.attempts == 2 and done.result == "rerun"
-    assert sample(app, "gotaskq_jobs_recovered_total", queue="default") == 1
+    await wait_sample(app, "gotaskq_jobs_recovered_total", 1, queue="default")
     # the dead worker's token is fenced off
     old = batch.jobs[0]
     assert await app.backend.complete("default", [Completion(job.id, old.token, b"1")]) == [False]
@@ -382,7 +444,7 @@ async def test_stop_releases_a_job_that_outlives_the_grace(pool: Pool) -> None:
             cancelled.set()
             raise
 
-    w = pool.start(app)
+    w = await pool.start(app)
     job = await app.enqueue("long")
     await asyncio.wait_for(started.wait(), DEADLINE_S)
     t0 = time.monotonic()
@@ -408,7 +470,7 @@ async def test_stop_waits_for_a_short_job(pool: Pool) -> None:
         await asyncio.sleep(0.2)
         return "finished"
 
-    w = pool.start(app)
+    w = await pool.start(app)
     job = await app.enqueue("short")
     await asyncio.wait_for(started.wait(), DEADLINE_S)
     t0 = time.monotonic()
@@ -455,15 +517,13 @@ async def test_the_worker_counts_its_own_stale_completion(pool: Pool) -> None:
             return "first"
         return "second"
 
-    pool.start(app, concurrency=1, backend=NoHeartbeat(app.backend))
+    await pool.start(app, concurrency=1, backend=NoHeartbeat(app.backend))
     job = await app.enqueue("t")
     await wait_until(first_started.is_set, what="the first attempt to start")
-    pool.start(app, concurrency=1)  # a healthy worker recovers the job and runs it again
+    await pool.start(app, concurrency=1)  # a healthy worker recovers the job and runs it again
     done = await wait_status(app, job.id, S.DONE)
     assert done.result == "second" and done.attempts == 2
-    await wait_until(
-        lambda: sample(app, "gotaskq_stale_completions_total") >= 1, what="the stale completion to be counted"
-    )
+    await wait_sample(app, "gotaskq_stale_completions_total", 1)
     after = await app.get_job(job.id)
     assert after is not None and after.result == "second", "the stale completion must not overwrite"
     assert calls == [1, 2]
@@ -482,7 +542,7 @@ async def test_an_idle_worker_does_not_spin(pool: Pool, monkeypatch: pytest.Monk
         return await real_claim(queue, count, lease_ms)
 
     monkeypatch.setattr(backend, "claim", counting_claim)
-    pool.start(app)
+    await pool.start(app)
     await wait_until(lambda: claims >= 1, what="the first claim")
     await asyncio.sleep(0.1)
     claims = 0
@@ -498,7 +558,7 @@ async def test_an_idle_worker_starts_a_new_job_promptly(pool: Pool) -> None:
     async def t(job: Job) -> None:
         started_at.append(time.perf_counter())
 
-    pool.start(app)
+    await pool.start(app)
     latencies = []
     for _ in range(3):
         await asyncio.sleep(0.1)  # let the worker go back to waiting for work

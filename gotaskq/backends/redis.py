@@ -52,6 +52,15 @@ LEASE_EXPIRED = "lease expired: the worker stopped heartbeating"
 PROMOTE_LIMIT = 1000
 BULK = 500  # ids per replay/delete script call: keeps each script short for Redis' event loop
 _ID_CACHE = 100_000
+# Redis is there but cannot take a write now: a 503 for the client, a retry for a worker.
+_REFUSALS = (
+    rexc.OutOfMemoryError,
+    rexc.ReadOnlyError,
+    rexc.BusyLoadingError,
+    rexc.TryAgainError,
+    rexc.ClusterDownError,
+    rexc.MasterDownError,
+)
 
 
 def _text(v: bytes | str) -> str:
@@ -159,6 +168,8 @@ class RedisBackend:
             yield
         except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
             raise BackendUnavailable(f"redis unreachable: {exc}") from exc
+        except _REFUSALS as exc:  # redis-py strips the reply's code off these: match by class
+            raise BackendUnavailable(f"redis refused: {type(exc).__name__}: {exc}") from exc
         except rexc.ResponseError as exc:
             msg = str(exc)
             if msg.startswith(("OOM", "LOADING", "BUSY", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN")):
@@ -517,6 +528,7 @@ class RedisBackend:
                 pubsub = self.client.pubsub()
                 try:
                     await pubsub.subscribe(keys.WAKE_CHANNEL)
+                    self._wake.set()  # a notice published before the subscription took is not lost
                     while True:
                         msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
                         if msg is not None:

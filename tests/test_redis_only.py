@@ -1,0 +1,412 @@
+"""Behaviour only a real redis-server shows: script cache, restarts, cluster slots, memory limits."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import time
+import tomllib
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from conftest import RedisServer, _free_port
+from redis.crc import key_slot
+
+from gotaskq import keys
+from gotaskq.app import App
+from gotaskq.backends.base import Completion
+from gotaskq.backends.redis import RedisBackend
+from gotaskq.backends.scripts import NAMES, lua_source
+from gotaskq.config import Settings
+from gotaskq.errors import BackendUnavailable
+from gotaskq.job import Job, NewJob
+from gotaskq.states import JobStatus
+from gotaskq.worker import Worker
+
+pytestmark = pytest.mark.redis
+S = JobStatus
+ROOT = Path(__file__).resolve().parents[1]
+LEASE_MS = 30_000
+DEADLINE_S = 15.0
+GLOBAL_KEYS = {keys.QUEUES.encode(), keys.NODE.encode()}
+
+
+def settings(url: str, **kw: Any) -> Settings:
+    base: dict[str, Any] = {
+        "redis_url": url,
+        "num_workers": 2,
+        "visibility_timeout": 2.0,
+        "base_delay": 0.01,
+        "max_delay": 0.05,
+        "recovery_interval": 0.05,
+        "shutdown_grace": 1.0,
+    }
+    return Settings(**{**base, **kw})
+
+
+@pytest.fixture
+def raw(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A plain client on the flushed test server, for looking behind the backend's back."""
+    redis_server.flushall()
+    client = redis.Redis.from_url(redis_server.url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+async def make_redis(raw: redis.Redis, redis_server: RedisServer) -> AsyncIterator[Callable[..., Any]]:
+    made: list[RedisBackend] = []
+
+    async def make(**kw: Any) -> RedisBackend:
+        backend = RedisBackend(settings(redis_server.url, **kw))
+        made.append(backend)
+        await backend.connect()
+        await backend.create_queue("default")
+        return backend
+
+    yield make
+    for backend in made:
+        await backend.close()
+
+
+@pytest.fixture
+def gotaskq_redis_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """caplog wired straight to the backend's logger (setup_logging may stop propagation)."""
+    logger = logging.getLogger("gotaskq.redis")
+    logger.addHandler(caplog.handler)
+    caplog.handler.setLevel(logging.WARNING)
+    try:
+        yield caplog
+    finally:
+        logger.removeHandler(caplog.handler)
+
+
+async def until(pred: Callable[[], Any], timeout: float = DEADLINE_S, what: str = "") -> Any:
+    """Retry an async ``pred`` (exceptions count as 'not yet') until it returns a truthy value."""
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            got = await pred()
+            if got:
+                return got
+        except BackendUnavailable as exc:
+            last = exc
+        await asyncio.sleep(0.02)
+    pytest.fail(f"timed out after {timeout}s waiting for {what} (last error: {last})")
+
+
+def spec(**kw: Any) -> NewJob:
+    return NewJob.build("t", {"n": 1}, **kw)
+
+
+# -- script cache ---------------------------------------------------------------------------
+async def test_every_operation_survives_a_script_flush(make_redis: Callable[..., Any], raw: redis.Redis) -> None:
+    b: RedisBackend = await make_redis()
+
+    def flush() -> None:
+        raw.script_flush()
+        assert raw.script_exists(b.scripts.enqueue.sha) == [False]
+
+    flush()
+    a = (await b.enqueue(spec(max_retries=0, idempotency_key="k1"))).job
+    assert raw.script_exists(b.scripts.enqueue.sha) == [True], "EVALSHA fell back to loading the script"
+    flush()
+    c = (await b.enqueue(spec())).job
+    flush()
+    later = (await b.enqueue(spec(delay=60))).job
+    flush()
+    batch = await b.claim("default", 2, LEASE_MS)
+    got = {x.job.id: x for x in batch.jobs}
+    assert set(got) == {a.id, c.id}
+    flush()
+    assert await b.extend_leases("default", [(a.id, got[a.id].token)], LEASE_MS) == [True]
+    flush()
+    assert (await b.fail(got[a.id].job, got[a.id].token, "boom", 0)).status is S.DEAD
+    flush()
+    assert await b.release("default", [(c.id, got[c.id].token)]) == [True]
+    flush()
+    assert (await b.replay(a.id)).status is S.PENDING
+    flush()
+    again = await b.claim("default", 2, 1)
+    assert {x.job.id for x in again.jobs} == {a.id, c.id}
+    await asyncio.sleep(0.01)
+    flush()
+    recovered = await b.recover_expired("default")
+    assert (recovered.requeued, recovered.dead) == ([c.id], [a.id])  # a has no retries left
+    flush()
+    third = (await b.claim("default", 2, LEASE_MS)).jobs
+    assert [x.job.id for x in third] == [c.id]
+    flush()
+    assert await b.complete("default", [Completion(c.id, third[0].token, b'"ok"')]) == [True]
+    flush()
+    await b.delete_dead(a.id)
+    flush()
+    assert (await b.cancel(later.id)).status is S.CANCELLED
+    done = await b.get_job(c.id)
+    assert done is not None and done.status is S.DONE and done.result == "ok"
+    assert await b.get_job(a.id) is None
+
+
+# -- restarts -------------------------------------------------------------------------------
+async def test_a_worker_resumes_after_redis_restarts(redis_server: RedisServer, raw: redis.Redis) -> None:
+    """bull#1873: a worker waiting for work while Redis restarts must pick up new work after."""
+    app = App(settings(redis_server.url), builtins=False)
+    ran: list[str] = []
+
+    @app.task("t")
+    async def t(job: Job) -> str:
+        ran.append(job.id)
+        return "ok"
+
+    await app.start()
+    worker: Worker = app.worker()
+    task = asyncio.create_task(worker.run())
+    try:
+        before = await app.enqueue("t")
+        await until(lambda: _status_is(app, before.id, S.DONE), what="the job before the restart")
+        await asyncio.sleep(0.1)  # the worker is now idle, waiting for work
+        await asyncio.to_thread(redis_server.restart)  # no persistence: every key is gone
+        assert raw.dbsize() == 0
+        await until(lambda: app.create_queue("default"), what="the queue to be re-created")
+        after = await until(lambda: app.enqueue("t"), what="an enqueue after the restart")
+        await until(lambda: _status_is(app, after.id, S.DONE), what="the job enqueued after the restart")
+        assert ran == [before.id, after.id]
+        assert not task.done(), "the worker must keep running, not be restarted"
+    finally:
+        await asyncio.wait_for(worker.stop(), 10)
+        await task
+        await app.close()
+
+
+async def _status_is(app: App, job_id: str, status: JobStatus) -> bool:
+    job = await app.get_job(job_id)
+    return job is not None and job.status is status
+
+
+async def test_an_enqueue_while_the_wake_channel_subscribes_is_not_lost(
+    make_redis: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    consumer: RedisBackend = await make_redis()
+    producer: RedisBackend = await make_redis()
+    subscribing = asyncio.Event()
+    go = asyncio.Event()
+    real_pubsub = consumer.client.pubsub
+
+    def slow_pubsub(**kw: Any) -> Any:
+        """The SUBSCRIBE round trip, held open until the producer has published."""
+        ps = real_pubsub(**kw)
+        real_subscribe = ps.subscribe
+
+        async def subscribe(*a: Any, **k: Any) -> Any:
+            subscribing.set()
+            await go.wait()
+            return await real_subscribe(*a, **k)
+
+        ps.subscribe = subscribe
+        return ps
+
+    monkeypatch.setattr(consumer.client, "pubsub", slow_pubsub)
+    waiting = asyncio.create_task(consumer.wait_for_work(1.5))
+    await asyncio.wait_for(subscribing.wait(), 5)
+    await producer.enqueue(spec())  # published while the consumer is not yet subscribed
+    t0 = time.monotonic()
+    go.set()
+    await waiting
+    assert time.monotonic() - t0 < 0.5, "the waiter slept through an enqueue made while it subscribed"
+
+
+# -- key layout -----------------------------------------------------------------------------
+def crc16_xmodem(data: bytes) -> int:
+    crc = 0
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+            crc &= 0xFFFF
+    return crc
+
+
+async def test_every_key_of_a_queue_is_in_the_slot_of_its_hash_tag(
+    make_redis: Callable[..., Any], raw: redis.Redis
+) -> None:
+    b: RedisBackend = await make_redis()
+    queues = ["default", "mail.v2-x_y"]
+    await b.create_queue(queues[1])
+    for q in queues:
+        jobs = [(await b.enqueue(spec(queue=q, idempotency_key=f"idem-{i}", max_retries=0))).job for i in range(4)]
+        await b.enqueue(spec(queue=q, delay=60))
+        batch = {x.job.id: x for x in (await b.claim(q, 3, LEASE_MS)).jobs}
+        ok, dead, _ = (batch[j.id] for j in jobs[:3])
+        assert await b.complete(q, [Completion(ok.job.id, ok.token, b"1")]) == [True]
+        await b.fail(dead.job, dead.token, "boom", 0)
+        await b.cancel(jobs[3].id)
+        await b.enqueue(spec(queue=q))
+    all_keys = set(raw.scan_iter(count=1000))
+    assert GLOBAL_KEYS <= all_keys
+    per_queue: dict[str, list[bytes]] = {q: [] for q in queues}
+    for key in all_keys - GLOBAL_KEYS:
+        owners = [q for q in queues if f"{{{q}}}".encode() in key]
+        assert len(owners) == 1, f"key {key!r} carries no queue hash tag"
+        per_queue[owners[0]].append(key)
+    for q, ks in per_queue.items():
+        expected = crc16_xmodem(q.encode()) % 16384
+        assert expected == key_slot(q.encode())
+        assert {key_slot(k) for k in ks} == {expected}, f"keys of {q} span several slots: {ks}"
+        suffixes = {k.decode().split("}:", 1)[1].split(":", 1)[0] for k in ks}
+        assert {"meta", "ready", "delayed", "running", "dead", "j", "idem"} <= suffixes
+
+
+async def test_done_jobs_expire_and_waiting_jobs_do_not(make_redis: Callable[..., Any], raw: redis.Redis) -> None:
+    b: RedisBackend = await make_redis(complete_job_ttl=120.0)
+    done = (await b.enqueue(spec())).job
+    running = (await b.enqueue(spec())).job
+    dead = (await b.enqueue(spec(max_retries=0))).job
+    batch = {x.job.id: x for x in (await b.claim("default", 3, LEASE_MS)).jobs}
+    assert await b.complete("default", [Completion(done.id, batch[done.id].token, b"1")]) == [True]
+    await b.fail(batch[dead.id].job, batch[dead.id].token, "boom", 0)
+    pending = (await b.enqueue(spec())).job
+    scheduled = (await b.enqueue(spec(delay=60))).job
+    cancelled = (await b.enqueue(spec(delay=60))).job
+    await b.cancel(cancelled.id)
+
+    def pttl(job: Job) -> int:
+        return int(raw.pttl(keys.job_key("default", job.id)))
+
+    assert 0 < pttl(done) <= 120_000
+    assert 0 < pttl(cancelled) <= 120_000
+    for waiting in (pending, scheduled, running, dead):
+        assert pttl(waiting) == -1, f"a {waiting.id} job key must never expire"
+    for suffix in ("meta", "ready", "delayed", "running", "dead"):
+        assert raw.pttl(keys.queue_prefix("default") + suffix) == -1, suffix
+
+
+# -- operating conditions -------------------------------------------------------------------
+async def test_a_warning_when_redis_may_evict_keys(
+    redis_server: RedisServer, raw: redis.Redis, gotaskq_redis_log: pytest.LogCaptureFixture
+) -> None:
+    raw.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        b = RedisBackend(settings(redis_server.url))
+        await b.connect()
+        await b.close()
+    finally:
+        raw.config_set("maxmemory-policy", "noeviction")
+    warnings = [r for r in gotaskq_redis_log.records if r.levelno == logging.WARNING]
+    assert any("noeviction" in r.getMessage() and "allkeys-lru" in r.getMessage() for r in warnings), warnings
+    gotaskq_redis_log.clear()
+    b = RedisBackend(settings(redis_server.url))
+    await b.connect()
+    await b.close()
+    assert not [r for r in gotaskq_redis_log.records if "noeviction" in r.getMessage()]
+
+
+async def test_a_closed_port_raises_backend_unavailable() -> None:
+    b = RedisBackend(settings(f"redis://127.0.0.1:{_free_port()}/0"))
+    await b.connect()  # starts anyway: readiness reports the outage
+    try:
+        with pytest.raises(BackendUnavailable):
+            await b.ping()
+        with pytest.raises(BackendUnavailable):
+            await b.enqueue(spec())
+        with pytest.raises(BackendUnavailable):
+            await b.claim("default", 1, LEASE_MS)
+        with pytest.raises(BackendUnavailable):
+            await b.create_queue("default")
+    finally:
+        await b.close()
+
+
+async def test_a_redis_that_goes_away_raises_backend_unavailable(tmp_path: Path) -> None:
+    binary = shutil.which("redis-server")
+    assert binary is not None
+    server = RedisServer(binary, _free_port(), tmp_path)
+    server.start()
+    b = RedisBackend(settings(server.url))
+    try:
+        await b.connect()
+        await b.create_queue("default")
+        await b.enqueue(spec())
+        server.stop()
+        for call in (b.ping, lambda: b.enqueue(spec()), lambda: b.claim("default", 1, LEASE_MS), b.list_queues):
+            with pytest.raises(BackendUnavailable):
+                await call()
+    finally:
+        server.stop()
+        await b.close()
+
+
+async def test_out_of_memory_writes_nothing(make_redis: Callable[..., Any], raw: redis.Redis) -> None:
+    b: RedisBackend = await make_redis()
+    await b.enqueue(spec())  # scripts loaded, node id taken
+    keys_before = set(raw.scan_iter(count=1000))
+    raw.config_set("maxmemory", 1)
+    try:
+        for new in (spec(), spec(delay=5, idempotency_key="k")):
+            with pytest.raises((BackendUnavailable, redis.RedisError)):
+                await b.enqueue(new)
+    finally:
+        raw.config_set("maxmemory", 0)
+    assert set(raw.scan_iter(count=1000)) == keys_before
+    info = await b.queue_info("default")
+    assert (info.pending, info.scheduled) == (1, 0)
+    await b.enqueue(spec())  # and it works again once memory is back
+
+
+async def test_out_of_memory_is_backend_unavailable(make_redis: Callable[..., Any], raw: redis.Redis) -> None:
+    b: RedisBackend = await make_redis()
+    await b.enqueue(spec())
+    raw.config_set("maxmemory", 1)
+    try:
+        with pytest.raises(BackendUnavailable):
+            await b.enqueue(spec())
+    finally:
+        raw.config_set("maxmemory", 0)
+
+
+def _refusals(raw: redis.Redis, code: str) -> int:
+    return int(raw.info("errorstats").get(f"errorstat_{code}", {}).get("count", 0))
+
+
+async def test_a_worker_survives_redis_turning_read_only(redis_server: RedisServer, raw: redis.Redis) -> None:
+    app = App(settings(redis_server.url), builtins=False)
+
+    @app.task("t")
+    async def t(job: Job) -> str:
+        return "ok"
+
+    await app.start()
+    worker: Worker = app.worker()
+    task = asyncio.create_task(worker.run())
+    try:
+        job = await app.enqueue("t", delay=0.3)
+        before = _refusals(raw, "READONLY")
+        raw.replicaof("127.0.0.1", _free_port())  # a replica of nobody: every write is refused
+        try:  # promoting the due job is a write
+            await until(
+                lambda: asyncio.to_thread(lambda: _refusals(raw, "READONLY") > before), what="a READONLY refusal"
+            )
+        finally:
+            raw.replicaof("NO", "ONE")
+        await until(lambda: _status_is(app, job.id, S.DONE), timeout=4.0, what="the job once writable again")
+    finally:
+        await asyncio.wait_for(worker.stop(), 10)
+        await task
+        await app.close()
+
+
+# -- shipping the scripts -------------------------------------------------------------------
+def test_every_lua_script_ships_and_loads() -> None:
+    on_disk = sorted(p.stem for p in (ROOT / "lua").glob("*.lua"))
+    assert sorted(NAMES) == on_disk
+    for name in NAMES:
+        text = lua_source(name)
+        assert text == (ROOT / "lua" / f"{name}.lua").read_text()
+        assert text.startswith(f"-- {name}:")
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    include = pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]
+    assert include.get("lua") == "gotaskq/lua", "the wheel must carry lua/ as gotaskq/lua"
