@@ -197,6 +197,57 @@ def _paths() -> dict[str, Schema]:
         "/dlq/{id}/replay": {
             "post": _op("Replay a dead job", "dlq", {200: JOB}, (*ADMIN_WRITE_ERRORS, 404, 409), parameters=[JOB_ID])
         },
+        "/queue/{name}/jobs": {
+            "get": _op(
+                "A queue's jobs in one state, newest first (admin UI)",
+                "queues",
+                {200: _json(_ref("DeadPage"), "A page of jobs")},
+                (*ADMIN_READ_ERRORS, 404, 422),
+                parameters=[
+                    QUEUE_NAME,
+                    _param(
+                        "state",
+                        "query",
+                        {"enum": ["pending", "scheduled", "running", "dead"]},
+                        "Which state",
+                        required=True,
+                    ),
+                    LIMIT,
+                    CURSOR,
+                ],
+            )
+        },
+        "/queue/{name}/stats": {
+            "get": _op(
+                "Per-minute done/failed/dead counts of a queue (admin UI)",
+                "queues",
+                {200: _json({"type": "object"}, "{queue, minutes: [{minute, done, failed, dead}]}")},
+                (*ADMIN_READ_ERRORS, 404, 422),
+                parameters=[
+                    QUEUE_NAME,
+                    _param("minutes", "query", {"type": "integer", "minimum": 1, "maximum": 120}, "How many"),
+                ],
+            )
+        },
+        "/admin": {"get": _op("Admin UI", "admin", {200: _html()}, ())},
+        "/admin/": {"get": _op("Admin UI", "admin", {200: _html()}, ())},
+        "/admin/config.json": {
+            "get": _op(
+                "What the admin UI needs to know: whether a token is required, read-only mode",
+                "admin",
+                {200: _json({"type": "object"}, "{auth_required, readonly}")},
+                (),
+            )
+        },
+        "/admin/static/{file}": {
+            "get": _op(
+                "Admin UI assets",
+                "admin",
+                {200: {"description": "A static file"}},
+                (404,),
+                parameters=[_param("file", "path", {"type": "string"}, "Asset name")],
+            )
+        },
         "/healthz": {"get": _op("Liveness", "ops", {200: _json(_status("ok"), "Alive")}, ())},
         "/readyz": {
             "get": _op("Readiness: the job store answers", "ops", {200: _json(_status("ready"), "Ready")}, (503,))
@@ -216,6 +267,10 @@ def _paths() -> dict[str, Schema]:
         },
         "/openapi.json": {"get": _op("This document", "ops", {200: _json({"type": "object"}, "OpenAPI 3.1")}, ())},
     }
+
+
+def _html() -> Schema:
+    return {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}
 
 
 def _count(name: str) -> Schema:
