@@ -83,7 +83,7 @@ def gotaskq_error(request: Request, exc: Exception) -> Response:
         fields = exc.fields
     elif isinstance(exc, InvalidTransition) and exc.status and exc.status not in message:
         message = f"{message} (status {exc.status})"
-    elif isinstance(exc, IdempotencyConflict):
+    elif isinstance(exc, IdempotencyConflict) and exc.job_id:
         message = f"{message} (job {exc.job_id})"
     elif isinstance(exc, QueueFull):
         headers = {"Retry-After": "1"}

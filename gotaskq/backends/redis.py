@@ -25,6 +25,7 @@ from ..errors import (
     IdempotencyConflict,
     InvalidTransition,
     JobNotFound,
+    QueueFull,
     QueueNotFound,
     StaleLease,
     raise_for_code,
@@ -50,6 +51,7 @@ log = logging.getLogger("gotaskq.redis")
 S = JobStatus
 LEASE_EXPIRED = "lease expired: the worker stopped heartbeating"
 PROMOTE_LIMIT = 1000
+ENQUEUE_BULK = 1000  # jobs per enqueue script call: a POST /jobs/batch to one queue is one call
 BULK = 500  # ids per replay/delete script call: keeps each script short for Redis' event loop
 _ID_CACHE = 100_000
 # Redis is there but cannot take a write now: a 503 for the client, a retry for a worker.
@@ -285,16 +287,24 @@ class RedisBackend:
         by_queue: dict[str, list[int]] = {}
         for i, spec in enumerate(specs):
             by_queue.setdefault(spec.queue, []).append(i)
-        if len(by_queue) > 1:  # one script per queue: check them all before writing any
-            for queue in by_queue:
-                if not await self.queue_exists(queue):
-                    raise QueueNotFound(f"queue {queue!r} does not exist")
+        if len(by_queue) > 1:
+            await self._precheck(by_queue)
         out: list[Enqueued | None] = [None] * len(specs)
         for queue, idxs in by_queue.items():
-            for start in range(0, len(idxs), BULK):
-                chunk = idxs[start : start + BULK]
+            for start in range(0, len(idxs), ENQUEUE_BULK):
+                chunk = idxs[start : start + ENQUEUE_BULK]
                 await self._enqueue_chunk(queue, [specs[i] for i in chunk], chunk, out)
         return [e for e in out if e is not None]
+
+    async def _precheck(self, by_queue: dict[str, list[int]]) -> None:
+        """One script per queue (one hash tag each), so a batch spanning queues is checked for
+        missing queues and room before anything is written. This narrows, but cannot close, the
+        window in which a later queue's refusal follows an earlier queue's write."""
+        depth = self.settings.max_queue_depth
+        for queue, idxs in by_queue.items():
+            info = await self.queue_info(queue)
+            if depth and info.pending + info.scheduled + len(idxs) > depth:
+                raise QueueFull(f"queue {queue!r} holds {depth} waiting jobs")
 
     async def _enqueue_chunk(
         self, queue: str, specs: list[NewJob], idxs: list[int], out: list[Enqueued | None]
