@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
@@ -33,12 +34,17 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+@functools.lru_cache(maxsize=256)
+def _iso_second(secs: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+
+
 def iso_ms(ms: int | None) -> str | None:
     """Fixed-width RFC 3339 UTC with milliseconds: 2026-11-22T11:45:00.123Z."""
     if ms is None:
         return None
     secs, millis = divmod(ms, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{millis:03d}Z"
+    return f"{_iso_second(secs)}.{millis:03d}Z"
 
 
 def validate_queue_name(name: object) -> str:

@@ -240,11 +240,8 @@ class RedisBackend:
             ids.next_str(),
             spec.type,
             spec.payload_json,
-            spec.priority,
-            spec.delay_ms,
-            "" if spec.run_at_ms is None else spec.run_at_ms,
-            spec.max_retries,
-            math.ceil(spec.timeout * 1000),
+            f"{spec.priority} {spec.delay_ms} {-1 if spec.run_at_ms is None else spec.run_at_ms} "
+            f"{spec.max_retries} {math.ceil(spec.timeout * 1000)}",
             spec.idempotency_key or "",
             spec.fingerprint() if spec.idempotency_key else "",
         ]
