@@ -74,6 +74,9 @@ def log(msg: str) -> None:
 
 
 # -- configuration ---------------------------------------------------------------------------
+STALE_WRITE_WINDOW_S = 1.0  # a SIGCONTed worker sends its refused writes within this
+
+
 @dataclass(frozen=True)
 class Config:
     n: int = 2000
@@ -867,11 +870,19 @@ def analyse(run: Run, phases: list[Phase], scan: dict[str, Any]) -> dict[str, An
         if f.kind != "sigstop" or f.pid is None:
             continue
         refused = set(stale.get(f.pid, {}).get("completion", [])) | set(stale.get(f.pid, {}).get("failure", []))
+        # A worker killed soon after SIGCONT may die before it sends its (stale) write: nothing to refuse.
+        killed_after = [
+            k.t0
+            for k in run.faults
+            if k.pid == f.pid
+            and k.kind in ("worker_kill", "sigterm_kill")
+            and f.t1 <= k.t0 <= f.t1 + STALE_WRITE_WINDOW_S
+        ]
         for e in execs:
             if e.pid != f.pid or e.t_start > f.t0 or e.t_end is None or e.t_end < f.t1:
                 continue
             if e.outcome in ("ok", "fail") and any(x.pid != f.pid and f.t0 < x.t_start < e.t_end for x in by_id[e.id]):
-                if e.id not in refused:
+                if e.id not in refused and not killed_after:
                     missing_stale += 1
                     note("stale_not_refused", e.id)
     dlq = sum(c.get("dead", 0) for c in scan["counts"].values())
