@@ -235,16 +235,14 @@ class RedisBackend:
         return [MinuteStats(m, _i(r[0]), _i(r[1]), _i(r[2])) for m, r in zip(span, rows, strict=True)]
 
     # -- producers -------------------------------------------------------------------------
-    def _job_args(self, spec: NewJob, ids: Snowflake) -> list[Any]:
-        return [
-            ids.next_str(),
-            spec.type,
-            spec.payload_json,
-            f"{spec.priority} {spec.delay_ms} {-1 if spec.run_at_ms is None else spec.run_at_ms} "
-            f"{spec.max_retries} {math.ceil(spec.timeout * 1000)}",
-            spec.idempotency_key or "",
-            spec.fingerprint() if spec.idempotency_key else "",
-        ]
+    def _job_record(self, spec: NewJob, ids: Snowflake) -> bytes:
+        """One argument per job (see enqueue.lua): the idempotency key last, as it may hold a newline."""
+        run_at = -1 if spec.run_at_ms is None else spec.run_at_ms
+        head = (
+            f"{ids.next()}\n{spec.type}\n{spec.priority} {spec.delay_ms} {run_at} {spec.max_retries} "
+            f"{math.ceil(spec.timeout * 1000)}\n{spec.fingerprint() if spec.idempotency_key else ''}\n"
+        )
+        return head.encode() + spec.payload_json + b"\n" + (spec.idempotency_key or "").encode()
 
     async def enqueue(self, spec: NewJob) -> Enqueued:
         """Concurrent single enqueues to one queue share one script call (see Batcher)."""
@@ -309,8 +307,7 @@ class RedisBackend:
         s = self.settings
         args: list[Any] = [self._idem_ttl_ms, s.max_queue_depth, self._aging_ms, keys.WAKE_CHANNEL, queue]
         ids = await self._id_source()
-        for spec in specs:
-            args.extend(self._job_args(spec, ids))
+        args.extend(self._job_record(spec, ids) for spec in specs)
         res = await self._run(self.scripts.enqueue, queue, args)
         head = res[0]
         if not isinstance(head, list):
