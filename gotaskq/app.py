@@ -147,9 +147,12 @@ class App:
                 raise
             await self.create_queue(DEFAULT_QUEUE)  # always exists, even after Redis lost its data
             out = await self.backend.enqueue_many(specs)
+        created: dict[str, int] = {}
         for e in out:
             if e.created:
-                self.metrics.enqueued.labels(e.job.queue).inc()
+                created[e.job.queue] = created.get(e.job.queue, 0) + 1
+        for queue, n in created.items():
+            self.metrics.enqueued.labels(queue).inc(n)
         return out
 
     async def _ensure_queue(self, name: str) -> None:
