@@ -9,6 +9,14 @@ from typing import Protocol
 from ..job import Job, NewJob, iso_ms
 from ..states import JobStatus
 
+LEASE_EXPIRED = "lease expired: the worker stopped heartbeating"
+
+
+def vanished_job(job_id: str, spec: NewJob) -> Job:
+    """What an idempotent replay returns when the job its key points at has expired (DONE past
+    COMPLETE_JOB_TTL): the id, and DONE, since only finished jobs expire."""
+    return Job(job_id, spec.queue, spec.type, None, spec.priority, JobStatus.DONE, 0, spec.max_retries, spec.timeout)
+
 
 @dataclass(slots=True, frozen=True)
 class Enqueued:

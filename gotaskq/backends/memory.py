@@ -26,6 +26,7 @@ from ..ids import Snowflake
 from ..job import MAX_ERROR_HISTORY, Job, NewJob, error_entry, now_ms, validate_queue_name
 from ..states import JobStatus, can_move
 from .base import (
+    LEASE_EXPIRED,
     ClaimBatch,
     Claimed,
     Completion,
@@ -35,11 +36,11 @@ from .base import (
     Page,
     QueueInfo,
     Recovered,
+    vanished_job,
 )
 from .paging import all_queues_page, decode_cursor, encode_cursor
 
 S = JobStatus
-LEASE_EXPIRED = "lease expired: the worker stopped heartbeating"
 
 
 @dataclass
@@ -182,7 +183,7 @@ class MemoryBackend:
                 existing = self._jobs.get(hit[0])
                 if existing is not None:
                     return Enqueued(replace(existing), created=False)
-                return Enqueued(_vanished(hit[0], spec), created=False)
+                return Enqueued(vanished_job(hit[0], spec), created=False)
         depth = self.settings.max_queue_depth
         if depth and len(q.ready) + len(q.delayed) >= depth:
             raise QueueFull(f"queue {spec.queue!r} holds {depth} waiting jobs")
@@ -474,10 +475,3 @@ class MemoryBackend:
         for jid in ids:
             await self.delete_dead(jid)
         return len(ids)
-
-
-def _vanished(job_id: str, spec: NewJob) -> Job:
-    """The job an idempotency key points at has expired (DONE past its TTL): say so."""
-    return Job(job_id, spec.queue, spec.type, None, spec.priority, S.DONE, 0, spec.max_retries, spec.timeout)
-
-

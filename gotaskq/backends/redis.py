@@ -34,6 +34,7 @@ from ..ids import Snowflake
 from ..job import MAX_ERROR_HISTORY, Job, NewJob, error_entry, now_ms, validate_queue_name
 from ..states import JobStatus
 from .base import (
+    LEASE_EXPIRED,
     ClaimBatch,
     Claimed,
     Completion,
@@ -43,13 +44,13 @@ from .base import (
     Page,
     QueueInfo,
     Recovered,
+    vanished_job,
 )
 from .paging import all_queues_page, decode_cursor, encode_cursor
 from .scripts import Scripts
 
 log = logging.getLogger("gotaskq.redis")
 S = JobStatus
-LEASE_EXPIRED = "lease expired: the worker stopped heartbeating"
 PROMOTE_LIMIT = 1000
 ENQUEUE_BULK = 1000  # jobs per enqueue script call: a POST /jobs/batch to one queue is one call
 BULK = 500  # ids per replay/delete script call: keeps each script short for Redis' event loop
@@ -318,7 +319,7 @@ class RedisBackend:
             jid_s = jid.decode()
             if code == Code.DUPLICATE:
                 existing = await self.get_job(jid_s)
-                out[idxs[k]] = Enqueued(existing or _vanished(jid_s, spec), created=False)
+                out[idxs[k]] = Enqueued(existing or vanished_job(jid_s, spec), created=False)
                 continue
             self._remember(jid_s, queue)
             st = S(status.decode())
@@ -629,8 +630,3 @@ def _decode(job_id: str, queue: str, f: dict[bytes, bytes]) -> Job:
         finished_at=None if g("fa") is None else _i(g("fa")),
         lease=_i(g("lease")),
     )
-
-
-def _vanished(job_id: str, spec: NewJob) -> Job:
-    """The job an idempotency key points at has expired (DONE past its TTL)."""
-    return Job(job_id, spec.queue, spec.type, None, spec.priority, S.DONE, 0, spec.max_retries, spec.timeout)
