@@ -53,7 +53,10 @@ class Worker:
         self.metrics = app.metrics
         self.concurrency = max(1, concurrency if concurrency is not None else self.settings.num_workers)
         self.lease_ms = int(self.settings.visibility_timeout * 1000)
-        self._inflight: dict[str, _InFlight] = {}  # leases held: claimed, not yet recorded
+        # Leases held (claimed, outcome not yet recorded), keyed by (job id, lease token): after a
+        # lease expires this worker may hold a stale and a fresh claim of the same job at once,
+        # and finishing the stale one must not drop the fresh one from the heartbeats.
+        self._inflight: dict[tuple[str, int], _InFlight] = {}
         self._busy = 0  # slots taken: claimed jobs whose handler has not returned yet
         self._ready: asyncio.Queue[Claimed | None] = asyncio.Queue()
         self._stopping = asyncio.Event()
@@ -117,8 +120,8 @@ class Worker:
 
     async def _release_abandoned(self) -> None:
         by_queue: dict[str, list[tuple[str, int]]] = {}
-        for jid, entry in self._inflight.items():
-            by_queue.setdefault(entry.claimed.job.queue, []).append((jid, entry.claimed.token))
+        for (jid, token), entry in self._inflight.items():
+            by_queue.setdefault(entry.claimed.job.queue, []).append((jid, token))
         for queue, leases in by_queue.items():
             try:
                 await self.backend.release(queue, leases)
@@ -181,7 +184,7 @@ class Worker:
                 self._queues_at = 0.0
                 continue
             for c in batch.jobs:
-                self._inflight[c.job.id] = _InFlight(c)
+                self._inflight[(c.job.id, c.token)] = _InFlight(c)
                 self._ready.put_nowait(c)
             got += len(batch.jobs)
             self._busy += len(batch.jobs)
@@ -219,7 +222,7 @@ class Worker:
                 raise
             except Exception:  # never let one job kill a runner
                 log.exception("unexpected error while running job %s", claimed.job.id)
-            self._inflight.pop(claimed.job.id, None)
+            self._inflight.pop((claimed.job.id, claimed.token), None)
             if not self._inflight:
                 self._idle.set()
 
@@ -339,9 +342,9 @@ class Worker:
         while not self._abandon:
             await asyncio.sleep(interval)
             by_queue: dict[str, list[tuple[str, int]]] = {}
-            for jid, entry in list(self._inflight.items()):
+            for (jid, token), entry in list(self._inflight.items()):
                 if not entry.lost:
-                    by_queue.setdefault(entry.claimed.job.queue, []).append((jid, entry.claimed.token))
+                    by_queue.setdefault(entry.claimed.job.queue, []).append((jid, token))
             for queue, leases in by_queue.items():
                 try:
                     held = await self.backend.extend_leases(queue, leases, self.lease_ms)
@@ -351,8 +354,8 @@ class Worker:
                 self._mark_lost(leases, held)
 
     def _mark_lost(self, leases: Sequence[tuple[str, int]], held: Sequence[bool]) -> None:
-        for (jid, _), ok in zip(leases, held, strict=True):
-            entry = self._inflight.get(jid)
+        for lease, ok in zip(leases, held, strict=True):
+            entry = self._inflight.get(lease)
             if not ok and entry is not None:
                 entry.lost = True
 

@@ -170,3 +170,55 @@ async def test_bull_1873_a_worker_waiting_for_work_resumes_after_redis_restarts(
         await worker.stop()
         await task
         await app.close()
+
+
+async def test_a_stale_claim_finishing_does_not_drop_the_fresh_claim_of_the_same_job(
+    make_backend: MakeBackend,
+) -> None:
+    """Found by the chaos run: after a blip a worker held attempt 1 (stale) and attempt 2 of one
+    job; when attempt 1 finished, the bookkeeping dropped attempt 2 from the heartbeats, so its
+    lease expired too and the job ran again and again. Each claim is tracked by its token."""
+    lease = 0.3
+    backend = await make_backend(visibility_timeout=lease, recovery_interval=0.05)
+    app = App(Settings(visibility_timeout=lease, recovery_interval=0.05), backend, builtins=False)
+    starts: list[int] = []
+
+    @app.task("slow")
+    async def slow(job: Job) -> None:
+        starts.append(job.attempts)
+        await asyncio.sleep(1.0 if job.attempts == 1 else 1.2)  # both far longer than the lease
+
+    real_extend = backend.extend_leases
+
+    async def skip_first_attempt(queue: str, leases: list[tuple[str, int]], lease_ms: int) -> list[bool]:
+        # attempt 1 (token 1) silently loses its lease, as during a Redis stall
+        kept = [(jid, token) for jid, token in leases if token != 1]
+        held = dict(zip(kept, await real_extend(queue, kept, lease_ms), strict=True)) if kept else {}
+        return [held.get((jid, token), True) for jid, token in leases]
+
+    worker = app.worker(4)
+    worker.backend = _Patched(backend, skip_first_attempt)  # type: ignore[assignment]
+    job = (await backend.enqueue(NewJob.build("slow", None))).job
+    task = asyncio.create_task(worker.run())
+    try:
+
+        async def done() -> bool:
+            j = await backend.get_job(job.id)
+            return j is not None and j.status is S.DONE
+
+        await wait_for(done)
+    finally:
+        await worker.stop()
+        await task
+    assert starts == [1, 2], f"attempt 2 lost its heartbeat: attempts started {starts}"
+
+
+class _Patched:
+    """The backend with one method replaced, for one worker only."""
+
+    def __init__(self, inner: object, extend_leases: object) -> None:
+        self._inner = inner
+        self.extend_leases = extend_leases
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
