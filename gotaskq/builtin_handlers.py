@@ -67,15 +67,11 @@ async def webhook(job: Job) -> dict[str, int]:
     p = _obj(job.payload, "webhook")
     url = _http_url(p.get("url"))
     headers = p.get("headers", {})
-    if not isinstance(headers, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
-    ):
+    if not isinstance(headers, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
         raise ValueError("webhook job: payload.headers must be an object of string values")
     timeout = p.get("timeout", WEBHOOK_DEFAULT_TIMEOUT_S)
     if not _is_number(timeout) or not 0 < timeout <= WEBHOOK_MAX_TIMEOUT_S:
-        raise ValueError(
-            f"webhook job: payload.timeout must be seconds above 0 and at most 30, got {timeout!r}"
-        )
+        raise ValueError(f"webhook job: payload.timeout must be seconds above 0 and at most 30, got {timeout!r}")
     body = p["body"] if "body" in p else p
     # Errors name the host only: webhook paths and queries often carry secrets.
     try:

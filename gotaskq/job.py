@@ -188,8 +188,7 @@ class NewJob:
         if not _is_number(timeout) or not 0.001 <= timeout <= MAX_TIMEOUT_S:
             errs["timeout"] = "must be a number of seconds from 0.001 to 86400"
         if idempotency_key is not None and (
-            not isinstance(idempotency_key, str)
-            or not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY
+            not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY
         ):
             errs["idempotency_key"] = "must be a string of 1 to 255 characters"
         payload_json = b"null"
@@ -214,10 +213,12 @@ class NewJob:
 
     def fingerprint(self) -> str:
         """What makes two requests 'the same job' for idempotency (the key itself excluded)."""
-        body = orjson.dumps(
-            [self.type, self.queue, self.priority, self.delay_ms, self.run_at_ms,
-             self.max_retries, self.timeout],
-        ) + self.payload_json
+        body = (
+            orjson.dumps(
+                [self.type, self.queue, self.priority, self.delay_ms, self.run_at_ms, self.max_retries, self.timeout],
+            )
+            + self.payload_json
+        )
         return hashlib.blake2b(body, digest_size=12).hexdigest()
 
 

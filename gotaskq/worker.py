@@ -305,9 +305,7 @@ class Worker:
         s = self.settings
         delay_ms = int(retry_delay(job.attempts, s.base_delay, s.max_delay) * 1000)
         try:
-            outcome = await self._with_retries(
-                lambda: self.backend.fail(job, claimed.token, error, delay_ms), job
-            )
+            outcome = await self._with_retries(lambda: self.backend.fail(job, claimed.token, error, delay_ms), job)
         except StaleLease:
             self.metrics.stale.inc()
             log.warning("stale failure refused: the lease expired and the job was recovered", extra=_extra(job))
@@ -370,7 +368,9 @@ class Worker:
                             self._child("dead", queue).inc(len(rec.dead))
                         log.warning(
                             "recovered %d expired lease(s) in %s (%d to the DLQ)",
-                            len(rec.requeued) + len(rec.dead), queue, len(rec.dead),
+                            len(rec.requeued) + len(rec.dead),
+                            queue,
+                            len(rec.dead),
                         )
             except Exception as exc:  # keep recovering whatever one pass hit
                 log.warning("recovery pass failed: %s", exc)

@@ -62,9 +62,19 @@ class RedisServer:
         log = (self.workdir / "redis.log").open("ab")
         self.proc = subprocess.Popen(
             [
-                self.binary, "--bind", "127.0.0.1", "--port", str(self.port),
-                "--save", "", "--appendonly", "no", "--dir", str(self.workdir),
-                "--daemonize", "no",
+                self.binary,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+                "--daemonize",
+                "no",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

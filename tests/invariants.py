@@ -52,7 +52,10 @@ async def check_invariants(backend: Backend, queues: Iterable[str], job_ids: Ite
         info = await backend.queue_info(queue)
         counts = {s: len(placement[queue][s]) for s in PLACED}
         assert (info.pending, info.scheduled, info.running, info.dead) == (
-            counts[S.PENDING], counts[S.SCHEDULED], counts[S.RUNNING], counts[S.DEAD],
+            counts[S.PENDING],
+            counts[S.SCHEDULED],
+            counts[S.RUNNING],
+            counts[S.DEAD],
         ), f"{queue}: queue_info {info} but indexes hold {counts}"
     for jid in job_ids:
         job = await backend.get_job(jid)

@@ -104,7 +104,12 @@ async def test_unknown_queue_raises(backend: Backend) -> None:
 
 async def test_queue_info_counts_each_state(backend: Backend) -> None:
     assert (await backend.queue_info("default")).to_dict() == {
-        "name": "default", "paused": False, "pending": 0, "scheduled": 0, "running": 0, "dead": 0,
+        "name": "default",
+        "paused": False,
+        "pending": 0,
+        "scheduled": 0,
+        "running": 0,
+        "dead": 0,
     }
     pending = [await enq(backend), await enq(backend)]
     scheduled = await enq(backend, delay=60)
@@ -120,7 +125,12 @@ async def test_queue_info_counts_each_state(backend: Backend) -> None:
     await backend.cancel(cancelled.id)
     info = await backend.queue_info("default")
     assert (info.name, info.paused, info.pending, info.scheduled, info.running, info.dead) == (
-        "default", False, 2, 1, 1, 1,
+        "default",
+        False,
+        2,
+        1,
+        1,
+        1,
     )
     await invariants(backend, *(j.id for j in [*pending, scheduled, running, dead, done, cancelled]))
 
@@ -466,9 +476,7 @@ async def test_complete_with_a_stale_token_changes_nothing(backend: Backend) -> 
     batch = await backend.claim("default", 2, LEASE_MS)
     tok = {c.job.id: c.token for c in batch.jobs}
     before = await backend.get_job(a.id)
-    out = await backend.complete(
-        "default", [Completion(a.id, tok[a.id] + 1, b"1"), Completion(b.id, tok[b.id], b"2")]
-    )
+    out = await backend.complete("default", [Completion(a.id, tok[a.id] + 1, b"1"), Completion(b.id, tok[b.id], b"2")])
     assert out == [False, True]
     after = await backend.get_job(a.id)
     assert before is not None and after is not None

@@ -99,8 +99,7 @@ class BackendsAgree(RuleBasedStateMachine):
 
     def claimable(self, queue: str) -> list[ModelJob]:
         return [
-            j for j in self.jobs
-            if j.queue == queue and (j.status is S.PENDING or (j.status is S.SCHEDULED and j.due))
+            j for j in self.jobs if j.queue == queue and (j.status is S.PENDING or (j.status is S.SCHEDULED and j.due))
         ]
 
     def _promote(self, queue: str) -> None:
@@ -141,8 +140,13 @@ class BackendsAgree(RuleBasedStateMachine):
         self.serial += 1
         self._enqueue(
             NewJob.build(
-                "t", {"n": self.serial}, queue=queue, priority=priority, delay=60 if delayed else 0,
-                max_retries=max_retries, idempotency_key=f"key-{self.serial}",
+                "t",
+                {"n": self.serial},
+                queue=queue,
+                priority=priority,
+                delay=60 if delayed else 0,
+                max_retries=max_retries,
+                idempotency_key=f"key-{self.serial}",
             )
         )
 
@@ -230,9 +234,7 @@ class BackendsAgree(RuleBasedStateMachine):
             assert out == [[True]] * n
             return
         if outcome == "complete":
-            done = self.each(
-                lambda b, be: be.complete(job.queue, [Completion(job.ids[b], job.tokens[b], b'{"ok":1}')])
-            )
+            done = self.each(lambda b, be: be.complete(job.queue, [Completion(job.ids[b], job.tokens[b], b'{"ok":1}')]))
             assert done == [[True]] * n
             job.status = S.DONE
         elif outcome == "release":
@@ -340,7 +342,8 @@ class BackendsAgree(RuleBasedStateMachine):
                 live = [j for j in self.jobs if j.queue == q and not j.deleted]
                 counts = tuple(sum(j.status is s for j in live) for s in PLACED)
                 assert (info.paused, info.pending, info.scheduled, info.running, info.dead) == (
-                    False, *counts,
+                    False,
+                    *counts,
                 ), (be.name, info)
             self.run(check_invariants(be, QUEUES, [j.ids[b] for j in self.jobs]))
 
@@ -348,9 +351,17 @@ class BackendsAgree(RuleBasedStateMachine):
 def _shape(job: Any) -> tuple[object, ...]:
     """The fields two backends must agree on (ids and times differ)."""
     return (
-        job.status, job.attempts, job.priority, job.max_retries, job.payload, job.result,
-        job.last_error, [e["error"] for e in job.errors], job.run_at is None,
-        job.started_at is None, job.finished_at is None,
+        job.status,
+        job.attempts,
+        job.priority,
+        job.max_retries,
+        job.payload,
+        job.result,
+        job.last_error,
+        [e["error"] for e in job.errors],
+        job.run_at is None,
+        job.started_at is None,
+        job.finished_at is None,
     )
 
 

@@ -286,9 +286,7 @@ class MailboxHandler:
 
 def start_mailbox(**smtp_kw: Any) -> tuple[Mailbox, Controller]:
     box = Mailbox(port=free_port())
-    controller = Controller(
-        MailboxHandler(box), hostname="127.0.0.1", port=box.port, ready_timeout=WAIT_S, **smtp_kw
-    )
+    controller = Controller(MailboxHandler(box), hostname="127.0.0.1", port=box.port, ready_timeout=WAIT_S, **smtp_kw)
     controller.start()
     return box, controller
 

@@ -28,8 +28,13 @@ def test_an_unpacked_wheel_loads_every_script_from_itself(tmp_path: Path) -> Non
         "print(sum(len(lua_source(n)) for n in NAMES))\n"
     )
     out = subprocess.run(
-        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(tmp_path / 'site')!r}); exec({code!r})",
-         str(tmp_path / "site")],
+        [
+            sys.executable,
+            "-I",
+            "-c",
+            f"import sys; sys.path.insert(0, {str(tmp_path / 'site')!r}); exec({code!r})",
+            str(tmp_path / "site"),
+        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -83,9 +83,9 @@ async def test_rq_2289_succeeded_job_is_not_left_in_the_running_set(make_backend
     for i in range(30):
         await backend.enqueue(NewJob.build("t", {"i": i}))
     batch = await backend.claim("default", 30, 5)
-    assert await backend.complete(
-        "default", [Completion(c.job.id, c.token, b"null") for c in batch.jobs]
-    ) == [True] * 30
+    assert (
+        await backend.complete("default", [Completion(c.job.id, c.token, b"null") for c in batch.jobs]) == [True] * 30
+    )
     assert (await backend.queue_info("default")).running == 0
     await asyncio.sleep(0.02)
     assert (await backend.recover_expired("default")).requeued == []

@@ -115,10 +115,12 @@ class Backend(Protocol):
     # queues
     async def create_queue(self, name: str) -> bool:
         """Create a queue; True if created now, False if it existed."""
+
     async def queue_exists(self, name: str) -> bool: ...
     async def list_queues(self) -> list[str]: ...
     async def queue_info(self, name: str) -> QueueInfo:
         """Counts per state; raise QueueNotFound."""
+
     async def set_paused(self, name: str, paused: bool) -> QueueInfo: ...
     async def queue_stats(self, name: str, minutes: int) -> list[MinuteStats]:
         """Per-minute done/failed/dead counts of the last ``minutes`` minutes, oldest first."""
@@ -126,27 +128,32 @@ class Backend(Protocol):
     # producers
     async def enqueue(self, spec: NewJob) -> Enqueued:
         """Persist a job atomically; raise QueueNotFound, QueueFull, IdempotencyConflict."""
+
     async def enqueue_many(self, specs: Sequence[NewJob]) -> list[Enqueued]: ...
     async def get_job(self, job_id: str) -> Job | None: ...
     async def cancel(self, job_id: str) -> Job:
         """PENDING/SCHEDULED -> CANCELLED; raise JobNotFound or InvalidTransition."""
-    async def list_jobs(
-        self, queue: str, status: JobStatus, limit: int, cursor: str | None
-    ) -> Page:
+
+    async def list_jobs(self, queue: str, status: JobStatus, limit: int, cursor: str | None) -> Page:
         """Jobs of one queue in one waiting/running/dead state, newest first."""
 
     # workers
     async def claim(self, queue: str, count: int, lease_ms: int) -> ClaimBatch:
         """Promote due delayed jobs, then lease up to ``count`` ready jobs (attempts += 1)."""
+
     async def extend_leases(self, queue: str, leases: Sequence[tuple[str, int]], lease_ms: int) -> list[bool]: ...
     async def complete(self, queue: str, done: Sequence[Completion]) -> list[bool]:
         """RUNNING -> DONE for each (False where the lease is stale)."""
+
     async def fail(self, job: Job, token: int, error: str, retry_delay_ms: int) -> FailOutcome:
         """RUNNING -> SCHEDULED (attempts left) or DEAD; raise StaleLease."""
+
     async def release(self, queue: str, leases: Sequence[tuple[str, int]]) -> list[bool]:
         """RUNNING -> PENDING without counting the attempt (graceful shutdown)."""
+
     async def recover_expired(self, queue: str, limit: int = 500) -> Recovered:
         """Jobs whose lease deadline passed: back to PENDING, or DEAD when attempts are spent."""
+
     async def wait_for_work(self, timeout: float) -> None:
         """Sleep until an enqueue may have made work available, or ``timeout`` seconds."""
 
@@ -154,7 +161,9 @@ class Backend(Protocol):
     async def list_dead(self, queue: str | None, limit: int, cursor: str | None) -> Page: ...
     async def replay(self, job_id: str) -> Job:
         """DEAD -> PENDING with attempts reset; raise JobNotFound or InvalidTransition."""
+
     async def replay_all(self, queue: str) -> int: ...
     async def delete_dead(self, job_id: str) -> None:
         """Remove a DEAD job for good; raise JobNotFound or InvalidTransition."""
+
     async def purge_dead(self, queue: str) -> int: ...

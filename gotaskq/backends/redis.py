@@ -485,8 +485,15 @@ class RedisBackend:
         res = await self._run(
             self.scripts.fail,
             job.queue,
-            [job.id, token, entry["error"], orjson.dumps(history), max(0, retry_delay_ms),
-             keys.WAKE_CHANNEL, job.queue],
+            [
+                job.id,
+                token,
+                entry["error"],
+                orjson.dumps(history),
+                max(0, retry_delay_ms),
+                keys.WAKE_CHANNEL,
+                job.queue,
+            ],
         )
         if res[0] == Code.STALE_LEASE:
             raise StaleLease(f"lease on job {job.id} is no longer held")
