@@ -1,12 +1,13 @@
 """The job state machine: every status and every allowed move, written once.
 
-    enqueue ──► SCHEDULED ──(run_at due)──► PENDING ──(claim)──► RUNNING ──(complete)──► DONE
-                   ▲  │                      ▲  │                 │   │
-                   │  └──(cancel)──┐         │  └──(cancel)──┐   │   └──(fail, retries left)──► SCHEDULED
-                   │               ▼         │               ▼   │
-                   │           CANCELLED     │           CANCELLED
-                   │                         ├──(lease expired / release, attempts left)── RUNNING
-                   │                         └──(replay)── DEAD ◄──(fail or lease expired, attempts exhausted)── RUNNING
+    enqueue ─► SCHEDULED (run_at in the future)  or  PENDING (ready now)
+
+    SCHEDULED ──claim promotes when due──► PENDING ──claim──► RUNNING ──complete──► DONE
+    PENDING, SCHEDULED ──cancel──► CANCELLED
+    RUNNING ──fail, attempts left──► SCHEDULED (backoff)
+    RUNNING ──fail, or lease expired, attempts spent──► DEAD (the DLQ)
+    RUNNING ──lease expired, attempts left (recover_expired) / shutdown (release)──► PENDING
+    DEAD ──replay──► PENDING (attempts reset)
 
 Every backend checks each move against ``TRANSITIONS``; the Lua scripts encode the same
 moves and ``tests/test_states.py`` checks that each script's documented move is listed here.
