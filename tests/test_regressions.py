@@ -10,11 +10,12 @@ from conftest import MakeBackend, RedisServer
 from invariants import check_invariants
 
 from gotaskq.app import App
-from gotaskq.backends.base import Completion
+from gotaskq.backends.base import Backend, Completion
 from gotaskq.backends.redis import RedisBackend
 from gotaskq.config import Settings
 from gotaskq.job import Job, NewJob
 from gotaskq.states import JobStatus
+from gotaskq.worker import Worker
 
 S = JobStatus
 DEADLINE_S = 10.0
@@ -27,6 +28,21 @@ async def wait_for(pred: object, timeout: float = DEADLINE_S) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("condition not reached in time")
+
+
+async def run_until_done(worker: Worker, backend: Backend, job_id: str) -> None:
+    """Run ``worker`` until the job is DONE (bounded), then stop it."""
+    task = asyncio.create_task(worker.run())
+    try:
+
+        async def done() -> bool:
+            j = await backend.get_job(job_id)
+            return j is not None and j.status is S.DONE
+
+        await wait_for(done)
+    finally:
+        await worker.stop()
+        await task
 
 
 async def test_bull_356_completion_racing_the_recovery_pass(make_backend: MakeBackend) -> None:
@@ -112,18 +128,7 @@ async def test_arq_343_sidekiq_4635_a_killed_long_job_is_recovered_within_about_
     job = (await backend.enqueue(NewJob.build("long", None))).job
     assert (await backend.claim("default", 1, int(lease * 1000))).jobs  # the worker that dies mid-job
     killed_at = time.monotonic()
-    worker = app.worker(2)
-    task = asyncio.create_task(worker.run())
-    try:
-
-        async def done() -> bool:
-            j = await backend.get_job(job.id)
-            return j is not None and j.status is S.DONE
-
-        await wait_for(done)
-    finally:
-        await worker.stop()
-        await task
+    await run_until_done(app.worker(2), backend, job.id)
     assert len(runs) == 1
     assert runs[0] - killed_at < lease + 0.1 + 1.0, "recovery took far longer than one lease"
     final = await backend.get_job(job.id)
@@ -199,17 +204,7 @@ async def test_a_stale_claim_finishing_does_not_drop_the_fresh_claim_of_the_same
     worker = app.worker(4)
     worker.backend = _Patched(backend, skip_first_attempt)  # type: ignore[assignment]
     job = (await backend.enqueue(NewJob.build("slow", None))).job
-    task = asyncio.create_task(worker.run())
-    try:
-
-        async def done() -> bool:
-            j = await backend.get_job(job.id)
-            return j is not None and j.status is S.DONE
-
-        await wait_for(done)
-    finally:
-        await worker.stop()
-        await task
+    await run_until_done(worker, backend, job.id)
     assert starts == [1, 2], f"attempt 2 lost its heartbeat: attempts started {starts}"
 
 
