@@ -96,7 +96,6 @@ class MemoryBackend:
         self._idem_ttl_ms = int(s.idempotency_ttl * 1000)
         self._queues: dict[str, _Queue] = {}
         self._jobs: dict[str, Job] = {}
-        self._fp: dict[str, str] = {}
         self._expiry: list[tuple[int, str]] = []  # (expires at ms, job id) of DONE/CANCELLED jobs
         self._idem: dict[tuple[str, str], tuple[str, str, int]] = {}  # -> (id, fp, expires ms)
         self._ids = Snowflake(node=0)
@@ -171,7 +170,6 @@ class MemoryBackend:
             if job is not None and job.status in (S.DONE, S.CANCELLED) and job.finished_at is not None:
                 if job.finished_at + self._done_ttl_ms <= now:
                     del self._jobs[jid]
-                    self._fp.pop(jid, None)
 
     def _enqueue_one(self, spec: NewJob, fp: str, now: int) -> Enqueued:
         q = self._queue(spec.queue)
@@ -206,7 +204,6 @@ class MemoryBackend:
             updated_at=now,
         )
         self._jobs[job.id] = job
-        self._fp[job.id] = fp
         if run_at is not None:
             q.delayed.add(job.id, float(run_at))
         else:
@@ -325,7 +322,7 @@ class MemoryBackend:
         nxt = q.delayed.peek_min()
         return ClaimBatch(claimed, int(nxt[0]) if nxt else None)
 
-    def _holder(self, q: _Queue, job_id: str, token: int) -> Job | None:
+    def _holder(self, job_id: str, token: int) -> Job | None:
         job = self._jobs.get(job_id)
         if job is None or job.status is not S.RUNNING or job.lease != token:
             return None
@@ -336,7 +333,7 @@ class MemoryBackend:
         q = self._queue(queue)
         out = []
         for jid, token in leases:
-            held = self._holder(q, jid, token) is not None
+            held = self._holder(jid, token) is not None
             if held:
                 q.running.add(jid, float(now + lease_ms))
             out.append(held)
@@ -347,7 +344,7 @@ class MemoryBackend:
         q = self._queue(queue)
         out = []
         for c in done:
-            job = self._holder(q, c.job_id, c.token)
+            job = self._holder(c.job_id, c.token)
             if job is None:
                 out.append(False)
                 continue
@@ -362,7 +359,7 @@ class MemoryBackend:
     async def fail(self, job: Job, token: int, error: str, retry_delay_ms: int) -> FailOutcome:
         now = now_ms()
         q = self._queue(job.queue)
-        held = self._holder(q, job.id, token)
+        held = self._holder(job.id, token)
         if held is None:
             raise StaleLease(f"lease on job {job.id} is no longer held")
         self._record_error(held, error, now)
@@ -398,7 +395,7 @@ class MemoryBackend:
         q = self._queue(queue)
         out = []
         for jid, token in leases:
-            job = self._holder(q, jid, token)
+            job = self._holder(jid, token)
             if job is None:
                 out.append(False)
                 continue
@@ -466,7 +463,6 @@ class MemoryBackend:
             raise InvalidTransition(f"job {job_id} is {job.status.value}", job.status.value)
         self._queue(job.queue).dead.remove(job_id)
         del self._jobs[job_id]
-        self._fp.pop(job_id, None)
         if job.idempotency_key is not None:
             self._idem.pop((job.queue, job.idempotency_key), None)
 
