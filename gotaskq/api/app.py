@@ -11,6 +11,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
+from starlette.types import Receive, Scope, Send
 
 from ..app import App
 from . import dlq, jobs, ops, queues
@@ -24,15 +25,33 @@ def all_routes() -> list[BaseRoute]:
     return [*jobs.routes, *queues.routes, *dlq.routes, *ops.routes, *admin_routes()]
 
 
-def create_app(app: App, *, run_workers: bool = False) -> Starlette:
+class Api(Starlette):
+    """The Starlette app, with POST /jobs served before its middleware stack (see
+    jobs.serve_create_job). Mounted under a root_path, every route goes through Starlette."""
+
+    gotaskq: App
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"] == "/jobs"
+            and scope["method"] == "POST"
+            and not scope.get("root_path")
+        ):
+            await jobs.serve_create_job(self.gotaskq, scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+
+def create_app(app: App, *, run_workers: bool = False) -> Api:
     """The HTTP API of ``app``; with ``run_workers`` its lifespan also runs ``app.worker()``."""
-    web = Starlette(
+    web = Api(
         routes=all_routes(),
         middleware=[Middleware(CatchAll)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=_lifespan(app, run_workers),
     )
-    web.state.gotaskq = app
+    web.gotaskq = web.state.gotaskq = app
     return web
 
 

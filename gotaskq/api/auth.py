@@ -28,22 +28,23 @@ def guarded(area: Area, endpoint: Endpoint) -> Endpoint:
 
     @functools.wraps(endpoint)
     async def wrapper(request: Request) -> Response:
-        check(request, gotaskq_app(request).settings, area)
+        check(request.headers.get("authorization"), request.method, gotaskq_app(request).settings, area)
         return await endpoint(request)
 
     return wrapper
 
 
-def check(request: Request, settings: Settings, area: Area) -> None:
+def check(authorization: str | None, method: str, settings: Settings, area: Area) -> None:
+    """Refuse a request to ``area`` whose Authorization header does not carry its token."""
     token = settings.api_token if area is Area.JOBS else settings.admin_token
-    if token and not bearer_matches(request.headers.get("authorization"), token):
+    if token and not bearer_matches(authorization, token):
         raise ApiError(
             401,
             "unauthorized",
             f"this route needs the {area.value} bearer token",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    if area is Area.ADMIN and settings.admin_readonly and request.method in MUTATING:
+    if area is Area.ADMIN and settings.admin_readonly and method in MUTATING:
         raise ApiError(403, "read_only", "the admin API is read-only (ADMIN_READONLY)")
 
 

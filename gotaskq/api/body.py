@@ -6,7 +6,8 @@ import json
 import math
 
 import orjson
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
+from starlette.types import Receive
 
 from .errors import ApiError, invalid_json
 
@@ -29,26 +30,30 @@ def too_large(limit: int) -> ApiError:
     return ApiError(413, "payload_too_large", f"request body is larger than {limit} bytes")
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refusing with 413 as soon as the declared or streamed size passes ``limit``."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isascii() and declared.isdigit():
-        if len(declared) > 18 or int(declared) > limit:
+async def read_body(receive: Receive, content_length: str | None, limit: int) -> bytes:
+    """The body from the ASGI ``receive``, refusing with 413 as soon as the declared or
+    streamed size passes ``limit``."""
+    if content_length is not None and content_length.isascii() and content_length.isdigit():
+        if len(content_length) > 18 or int(content_length) > limit:
             raise too_large(limit)
     buf = bytearray()
-    try:
-        async for chunk in request.stream():
-            # A Content-Length may lie (or be absent when chunked): count what really arrives.
-            if len(buf) + len(chunk) > limit:
-                raise too_large(limit)
-            buf += chunk
-    except ClientDisconnect:
-        raise ApiError(400, "client_disconnected", "the client went away mid-body") from None
-    return bytes(buf)
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ApiError(400, "client_disconnected", "the client went away mid-body")
+        if message["type"] != "http.request":
+            continue
+        chunk = message.get("body", b"")
+        # A Content-Length may lie (or be absent when chunked): count what really arrives.
+        if len(buf) + len(chunk) > limit:
+            raise too_large(limit)
+        buf += chunk
+        if not message.get("more_body", False):
+            return bytes(buf)
 
 
 async def read_json(request: Request, limit: int) -> object:
-    return parse_json(await read_body(request, limit))
+    return parse_json(await read_body(request.receive, request.headers.get("content-length"), limit))
 
 
 def parse_json(raw: bytes) -> object:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -112,13 +112,23 @@ def internal_error(request: Request, exc: Exception) -> Response:
     return error_response(500, "internal", "internal server error")
 
 
-EXCEPTION_HANDLERS: dict[type[Exception], ExceptionHandler] = {
+HANDLERS: dict[type[Exception], Callable[[Request, Exception], Response]] = {
     GotaskqError: gotaskq_error,
     ApiError: api_error,
     HTTPException: http_error,
     RedisConnectionError: backend_down,
     RedisTimeoutError: backend_down,
 }
+EXCEPTION_HANDLERS: dict[type[Exception], ExceptionHandler] = dict(HANDLERS)
+
+
+def response_for(request: Request, exc: Exception) -> Response:
+    """What Starlette's handlers (and CatchAll) would answer for ``exc``: for raw ASGI routes."""
+    for cls in type(exc).__mro__:
+        handler = HANDLERS.get(cls)
+        if handler is not None:
+            return handler(request, exc)
+    return internal_error(request, exc)
 
 
 class CatchAll:
