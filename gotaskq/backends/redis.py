@@ -46,11 +46,13 @@ from .base import (
     Recovered,
     vanished_job,
 )
+from .packing import with_hiredis_packing
 from .paging import all_queues_page, decode_cursor, encode_cursor
 from .scripts import Scripts
 
 log = logging.getLogger("gotaskq.redis")
 S = JobStatus
+_SCHEDULED = 1  # enqueue.lua's answer for a job created SCHEDULED (0: PENDING)
 PROMOTE_LIMIT = 1000
 ENQUEUE_BULK = 1000  # jobs per enqueue script call: a POST /jobs/batch to one queue is one call
 BULK = 500  # ids per replay/delete script call: keeps each script short for Redis' event loop
@@ -118,6 +120,8 @@ class RedisBackend:
                 socket_timeout=10,
                 health_check_interval=15,
             )
+            pool = self._client.connection_pool
+            pool.connection_class = with_hiredis_packing(pool.connection_class)
         self._scripts = Scripts(self._client)
         try:
             await self._id_source()
@@ -236,11 +240,12 @@ class RedisBackend:
         return [MinuteStats(m, _i(r[0]), _i(r[1]), _i(r[2])) for m, r in zip(span, rows, strict=True)]
 
     # -- producers -------------------------------------------------------------------------
-    def _job_record(self, spec: NewJob, ids: Snowflake) -> bytes:
+    @staticmethod
+    def _job_record(job_id: str, spec: NewJob) -> bytes:
         """One argument per job (see enqueue.lua): the idempotency key last, as it may hold a newline."""
         run_at = -1 if spec.run_at_ms is None else spec.run_at_ms
         head = (
-            f"{ids.next()}\n{spec.type}\n{spec.priority} {spec.delay_ms} {run_at} {spec.max_retries} "
+            f"{job_id}\n{spec.type}\n{spec.priority} {spec.delay_ms} {run_at} {spec.max_retries} "
             f"{math.ceil(spec.timeout * 1000)}\n{spec.fingerprint() if spec.idempotency_key else ''}\n"
         )
         return head.encode() + spec.payload_json + b"\n" + (spec.idempotency_key or "").encode()
@@ -306,41 +311,49 @@ class RedisBackend:
         self, queue: str, specs: list[NewJob], idxs: list[int], out: list[Enqueued | None]
     ) -> None:
         s = self.settings
-        args: list[Any] = [self._idem_ttl_ms, s.max_queue_depth, self._aging_ms, keys.WAKE_CHANNEL, queue]
-        ids = await self._id_source()
-        args.extend(self._job_record(spec, ids) for spec in specs)
+        id_source = await self._id_source()
+        job_ids = [str(id_source.next()) for _ in specs]
+        any_idem = any(spec.idempotency_key for spec in specs)
+        args: list[Any] = [
+            self._idem_ttl_ms,
+            s.max_queue_depth,
+            self._aging_ms,
+            keys.WAKE_CHANNEL,
+            queue,
+            int(any_idem),
+        ]
+        args.extend(map(self._job_record, job_ids, specs))
         res = await self._run(self.scripts.enqueue, queue, args)
-        head = res[0]
-        if not isinstance(head, list):
-            if head == Code.DUPLICATE:
+        now = res[0]
+        if now < 0:
+            if now == Code.DUPLICATE:
                 raise IdempotencyConflict("idempotency key was used for a different job", _s(res[2]) or "")
-            raise_for_code(head, status=None)
-        for k, (spec, (code, jid, status, now)) in enumerate(zip(specs, res, strict=True)):
-            jid_s = jid.decode()
-            if code == Code.DUPLICATE:
-                existing = await self.get_job(jid_s)
-                out[idxs[k]] = Enqueued(existing or vanished_job(jid_s, spec), created=False)
+            raise_for_code(now, status=None)
+        for k, spec, jid, outcome in zip(idxs, specs, job_ids, res[1:], strict=True):
+            if isinstance(outcome, bytes):  # an idempotent replay: the id of the job it matched
+                existing_id = outcome.decode()
+                existing = await self.get_job(existing_id)
+                out[k] = Enqueued(existing or vanished_job(existing_id, spec), created=False)
                 continue
-            self._remember(jid_s, queue)
-            st = S(status.decode())
+            self._remember(jid, queue)
             run_at = None
-            if st is S.SCHEDULED:
-                run_at = spec.run_at_ms if spec.run_at_ms is not None else int(now) + spec.delay_ms
-            out[idxs[k]] = Enqueued(
+            if outcome == _SCHEDULED:
+                run_at = spec.run_at_ms if spec.run_at_ms is not None else now + spec.delay_ms
+            out[k] = Enqueued(
                 Job(
-                    id=jid_s,
+                    id=jid,
                     queue=queue,
                     type=spec.type,
                     payload=orjson.loads(spec.payload_json),  # what was stored, as memory returns
                     priority=spec.priority,
-                    status=st,
+                    status=S.SCHEDULED if outcome == _SCHEDULED else S.PENDING,
                     attempts=0,
                     max_retries=spec.max_retries,
                     timeout=spec.timeout,
                     run_at=run_at,
                     idempotency_key=spec.idempotency_key,
-                    created_at=int(now),
-                    updated_at=int(now),
+                    created_at=now,
+                    updated_at=now,
                 ),
                 created=True,
             )
