@@ -39,6 +39,34 @@ class _InFlight:
     lost: bool = False  # a heartbeat found the lease gone: our writes will be refused
 
 
+class _Deadline:
+    """``asyncio.timeout`` for one handler call, at a quarter of its cost (it was 4 us of every
+    job): a loop timer cancels the task, and ``settle`` tells that cancel apart from any other
+    (shutdown, a caller) by the task's cancel count, as asyncio.timeout does."""
+
+    __slots__ = ("cancelling", "expired", "settled", "task", "timer")
+
+    def __init__(self, seconds: float) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.task = task
+        self.cancelling = task.cancelling()
+        self.expired = self.settled = False
+        self.timer = asyncio.get_running_loop().call_later(seconds, self._expire)
+
+    def _expire(self) -> None:
+        self.expired = True
+        self.task.cancel()
+
+    def settle(self) -> bool:
+        """Stop the timer (once); True when it fired and the task's pending cancel was its own."""
+        if self.settled:
+            return False
+        self.settled = True
+        self.timer.cancel()
+        return self.expired and self.task.uncancel() <= self.cancelling
+
+
 class Worker:
     """Claims jobs, runs their handlers, heartbeats their leases, recovers expired ones.
 
@@ -239,27 +267,26 @@ class Worker:
         t0 = time.perf_counter()
         error: str | None = None
         result: Any = None
-        deadline = asyncio.timeout(job.timeout)
         thread: asyncio.Future[Any] | None = None
+        deadline = _Deadline(job.timeout)
         try:
             self._child("wait", q).observe(max(0.0, (now_ms() - (job.run_at or job.created_at)) / 1000))
             reg = self.app.registry.get(job.type)
             if reg is None:
                 raise UnknownJobType(f"no handler registered for job type {job.type!r}")
-            async with deadline:
-                if reg.is_async:
-                    result = await reg.fn(job)
-                else:
-                    thread = asyncio.get_running_loop().run_in_executor(self._executor, reg.fn, job)
-                    result = await asyncio.shield(thread)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # a handler's failure, whatever it raised, fails the attempt
-            if isinstance(exc, TimeoutError) and deadline.expired():
-                error = f"timed out after {job.timeout:g}s"
+            if reg.is_async:
+                result = await reg.fn(job)
             else:
-                error = f"{type(exc).__name__}: {exc}"
+                thread = asyncio.get_running_loop().run_in_executor(self._executor, reg.fn, job)
+                result = await asyncio.shield(thread)
+        except asyncio.CancelledError:
+            if not deadline.settle():
+                raise
+            error = f"timed out after {job.timeout:g}s"
+        except BaseException as exc:  # a handler's failure, whatever it raised, fails the attempt
+            error = f"{type(exc).__name__}: {exc}"
         finally:
+            deadline.settle()
             if thread is not None and not thread.done():
                 # A thread cannot be cancelled: its slot stays taken until it really ends, so the
                 # next sync job does not start its timeout while waiting for a free thread.

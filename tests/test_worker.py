@@ -240,6 +240,68 @@ async def test_unknown_job_type_goes_dead_and_the_worker_keeps_going(pool: Pool)
     assert (await wait_status(app, ok.id, S.DONE)).result == "fine"
 
 
+async def test_what_a_handler_does_with_its_timeout_is_respected(pool: Pool) -> None:
+    """A handler that swallows the timeout's cancel finishes normally; one that turns it into
+    its own error fails with that error; a TimeoutError of its own is not 'timed out'."""
+    app = await pool.app()
+
+    @app.task("swallow")
+    async def swallow(job: Job) -> str:
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.01)  # the task must not be cancelled again after this
+        return "kept going"
+
+    @app.task("convert")
+    async def convert(job: Job) -> None:
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            raise ValueError("gave up") from None
+
+    @app.task("own_timeout")
+    async def own_timeout(job: Job) -> None:
+        raise TimeoutError("upstream took too long")
+
+    @app.task("after")
+    async def after(job: Job) -> str:
+        await asyncio.sleep(0.05)
+        return "fine"
+
+    await pool.start(app, concurrency=1)  # one runner: each job must leave it healthy
+    ids = [
+        (await app.enqueue(t, timeout=0.1, max_retries=0)).id for t in ("swallow", "convert", "own_timeout", "after")
+    ]
+    swallowed, converted, own, later = [await wait_status(app, i, S.DONE, S.DEAD, timeout=5.0) for i in ids]
+    assert (swallowed.status, swallowed.result) == (S.DONE, "kept going")
+    assert converted.status is S.DEAD and converted.last_error == "ValueError: gave up"
+    assert own.status is S.DEAD and own.last_error == "TimeoutError: upstream took too long"
+    assert (later.status, later.result) == (S.DONE, "fine")
+
+
+async def test_deadline_tells_its_cancel_from_another() -> None:
+    """(settle(), cancels still pending) after the deadline fired, or another cancel came."""
+
+    async def run(fire: bool, cancel_too: bool) -> tuple[bool, int]:
+        async def body() -> tuple[bool, int]:
+            task = asyncio.current_task()
+            assert task is not None
+            deadline = worker_module._Deadline(0.01 if fire else 60)
+            try:
+                if cancel_too:
+                    asyncio.get_running_loop().call_later(0.02, task.cancel)
+                await asyncio.sleep(1)
+            except asyncio.CancelledError:
+                return deadline.settle(), task.cancelling()
+            return deadline.settle(), task.cancelling()
+
+        return await asyncio.create_task(body())
+
+    assert await run(fire=True, cancel_too=False) == (True, 0)
+    assert await run(fire=False, cancel_too=True) == (False, 1)
+
+
 async def test_job_timeout_counts_as_a_failure(pool: Pool) -> None:
     app = await pool.app()
     cancelled = asyncio.Event()
