@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from .backends.base import Backend, QueueInfo
@@ -36,7 +38,15 @@ class Metrics:
         self.stale = Counter(
             "gotaskq_stale_completions_total", "Writes refused because the lease was stale", registry=r
         )
+        self._enqueued: dict[str, Any] = {}
         self.up = Gauge("gotaskq_backend_up", "1 when the backend answered the last scrape", registry=r)
+
+    def enqueued_in(self, queue: str) -> Any:
+        """The queue's enqueued counter; ``labels()`` takes a lock and builds a key each call."""
+        child = self._enqueued.get(queue)
+        if child is None:
+            child = self._enqueued[queue] = self.enqueued.labels(queue)
+        return child
 
     def queue_created(self, queue: str) -> None:
         """Create a queue's series at zero, so dashboards show it before its first job."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -17,22 +18,25 @@ from .responses import JSONResponse
 from .routing import route
 from .state import gotaskq_app
 
+REPLAYED = ("Idempotent-Replayed", "true")  # on a 200 that answers with the job a key matched
 
-async def submit_one(app: App, authorization: str | None, content_length: str | None, receive: Receive) -> Response:
-    """POST /jobs: the token, the body, the job, and 201 (or 200 when an idempotency key matched)."""
+
+async def submit_one(
+    app: App, authorization: str | None, content_length: str | None, receive: Receive
+) -> tuple[int, bytes]:
+    """POST /jobs: the token, the body, the job; (201 or 200 when a key matched, JSON body)."""
     check(authorization, "POST", app.settings, Area.JOBS)
     spec = job_from_json(app, parse_json(await read_body(receive, content_length, app.settings.max_body_bytes)))
     out = await app.submit(spec)
-    if out.created:
-        return JSONResponse(out.job.to_dict(), status_code=201)
-    return JSONResponse(out.job.to_dict(), headers={"Idempotent-Replayed": "true"})
+    return (201 if out.created else 200), orjson.dumps(out.job.to_dict())
 
 
 async def create_job(request: Request) -> Response:
     headers = request.headers
-    return await submit_one(
+    status, body = await submit_one(
         gotaskq_app(request), headers.get("authorization"), headers.get("content-length"), request.receive
     )
+    return Response(body, status, dict([REPLAYED]) if status == 200 else None, "application/json")
 
 
 async def serve_create_job(app: App, scope: Scope, receive: Receive, send: Send) -> None:
@@ -45,10 +49,15 @@ async def serve_create_job(app: App, scope: Scope, receive: Receive, send: Send)
         elif name == b"content-length" and content_length is None:
             content_length = value.decode("latin-1")
     try:
-        response = await submit_one(app, authorization, content_length, receive)
+        status, body = await submit_one(app, authorization, content_length, receive)
     except Exception as exc:
-        response = response_for(Request(scope, receive), exc)
-    await response(scope, receive, send)
+        await response_for(Request(scope, receive), exc)(scope, receive, send)
+        return
+    headers = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
+    if status == 200:
+        headers.append((REPLAYED[0].lower().encode(), REPLAYED[1].encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def create_batch(request: Request) -> Response:
