@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import signal
 import socket
@@ -25,11 +26,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 import redis
 
 from gotaskq import App
@@ -40,6 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PEERS_DIR = Path(__file__).resolve().parent / "peers"
 PAYLOAD_BYTES = 50  # keep equal to peers/peer_common.PAYLOAD_BYTES
 BULK_CHUNK = 1000
+HTTP_BATCH_CALLERS = 4
+HTTP_BATCH_MIN_REQUESTS = 100
 QUEUE = "default"
 LATENCY_SAMPLES = 200
 LATE_SAMPLES = 100
@@ -217,6 +222,71 @@ async def enqueue_bulk(app: App, n: int) -> float:
     return rate(n, time.perf_counter() - t0)
 
 
+def http_batch_enqueue(url: str, n: int) -> dict[str, Any]:
+    """POST /jobs/batch of BULK_CHUNK jobs each, HTTP_BATCH_CALLERS at once, with `hey` against
+    a `gotaskq api` process on the same redis-server: jobs/s, status codes, p99 per request."""
+    hey = shutil.which("hey")
+    if hey is None:
+        return {"error": "hey is not installed (apt-get install hey)"}
+    flushall(url)
+    callers = HTTP_BATCH_CALLERS
+    batches = -(-max(HTTP_BATCH_MIN_REQUESTS, n // BULK_CHUNK) // callers) * callers  # hey: a multiple of -c
+    body = orjson.dumps({"jobs": [{"type": "noop", "payload": payload(i)} for i in range(BULK_CHUNK)]})
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("API_TOKEN", "ADMIN_TOKEN", "GOTASKQ_HANDLERS")}
+    env |= {"REDIS_URL": url, "HOST": "127.0.0.1", "PORT": str(port), "LOG_LEVEL": "WARNING", "MAX_QUEUE_DEPTH": "0"}
+    with tempfile.TemporaryDirectory(prefix="gotaskq-bench-http-") as tmp:
+        body_file = Path(tmp) / "batch.json"
+        body_file.write_bytes(body)
+        api = subprocess.Popen([sys.executable, "-m", "gotaskq", "api"], env=env, cwd=ROOT)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 30
+            while not _http_ok(f"{base}/healthz"):
+                if api.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("gotaskq api did not start")
+                time.sleep(0.05)
+            # One warm-up request (script load, connections), not counted.
+            warm = [hey, "-n", "1", "-c", "1", "-m", "POST", "-T", "application/json", "-D", str(body_file)]
+            subprocess.run([*warm, f"{base}/jobs/batch"], capture_output=True, timeout=60, check=True)
+            cmd = [hey, "-n", str(batches), "-c", str(callers), "-m", "POST", "-T", "application/json"]
+            out = subprocess.run(
+                [*cmd, "-D", str(body_file), f"{base}/jobs/batch"], capture_output=True, text=True, timeout=600
+            ).stdout
+        finally:
+            api.terminate()
+            try:
+                api.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                api.kill()
+                api.wait(timeout=5)
+    rps = re.search(r"Requests/sec:\s+([0-9.]+)", out)
+    p99 = re.search(r"^\s+99%+ in ([0-9.]+) secs", out, re.M)
+    codes = {k: int(v) for k, v in re.findall(r"^\s+\[(\d{3})\]\s+(\d+) responses", out, re.M)}
+    stored = redis_info(url)["dbsize"]
+    flushall(url)
+    if rps is None or codes != {"201": batches}:
+        return {"error": f"hey: codes {codes}", "hey_output": out[-1500:]}
+    if stored < (batches + 1) * BULK_CHUNK:
+        return {"error": f"{stored} keys in Redis after {(batches + 1) * BULK_CHUNK} jobs were accepted"}
+    return {
+        "jobs_per_s": round(float(rps.group(1)) * BULK_CHUNK, 1),
+        "requests": batches,
+        "jobs_per_request": BULK_CHUNK,
+        "callers": callers,
+        "p99_request_ms": round(float(p99.group(1)) * 1000, 1) if p99 else None,
+        "status_codes": codes,
+    }
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
 async def wait_for(cond: Callable[[], Awaitable[bool]], timeout: float, what: str, guard: Any = None) -> None:
     deadline = time.monotonic() + timeout
     while not await cond():
@@ -303,6 +373,9 @@ async def bench_backend(name: str, url: str | None, n: int, c: int) -> dict[str,
     log(f"{name}: process {n} with concurrency {c}")
     out["processed_per_s"] = await process_all(app, n, c, timeout)
     await app.close()
+    if url is not None:
+        log(f"{name}: POST /jobs/batch to `gotaskq api`, {BULK_CHUNK} jobs a request, {HTTP_BATCH_CALLERS} callers")
+        out["http_batch_enqueue"] = http_batch_enqueue(url, n)
     if name == "gotaskq":
         return out
     rng = random.Random(20240101)
