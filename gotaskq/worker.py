@@ -284,7 +284,10 @@ class Worker:
                 raise
             error = f"timed out after {job.timeout:g}s"
         except BaseException as exc:  # a handler's failure, whatever it raised, fails the attempt
-            error = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, TimeoutError) and deadline.expired:  # it turned our cancel into this
+                error = f"timed out after {job.timeout:g}s"
+            else:
+                error = f"{type(exc).__name__}: {exc}"
         finally:
             deadline.settle()
             if thread is not None and not thread.done():

@@ -14,6 +14,7 @@ import pytest
 from api_support import MakeApp
 
 from gotaskq.api import create_app, jobs
+from gotaskq.api.errors import CatchAll
 from gotaskq.errors import BackendUnavailable
 
 pytest_plugins = ["api_support"]
@@ -142,3 +143,10 @@ async def test_both_paths_map_backend_errors_alike(
     assert answers["fast"] == answers["routed"]
     assert answers["fast"]["status"] == status
     assert answers["fast"]["body"]["error"]["code"] == code
+
+
+def test_the_fast_path_skips_no_middleware_but_catch_all(make_app: MakeApp) -> None:
+    """POST /jobs bypasses Starlette's middleware: a middleware added to create_app must be
+    applied to jobs.serve_create_job as well, and then this list updated."""
+    web = create_app(make_app())
+    assert [m.cls for m in web.user_middleware] == [CatchAll]

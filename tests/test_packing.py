@@ -57,3 +57,12 @@ async def test_backend_keeps_the_kind_of_its_url(url: str, kind: type) -> None:
         assert issubclass(cls, kind) and cls.pack_command is not kind.pack_command
     finally:
         await backend.close()
+
+
+async def test_backend_keeps_redis_py_packing_for_another_encoding() -> None:
+    backend = RedisBackend(Settings(redis_url="redis://127.0.0.1:1/0?encoding=latin-1"))
+    await backend.connect()
+    try:
+        assert backend.client.connection_pool.connection_class is Connection
+    finally:
+        await backend.close()

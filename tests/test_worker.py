@@ -260,6 +260,13 @@ async def test_what_a_handler_does_with_its_timeout_is_respected(pool: Pool) -> 
         except asyncio.CancelledError:
             raise ValueError("gave up") from None
 
+    @app.task("convert_to_timeout")
+    async def convert_to_timeout(job: Job) -> None:
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            raise TimeoutError("cancelled") from None
+
     @app.task("own_timeout")
     async def own_timeout(job: Job) -> None:
         raise TimeoutError("upstream took too long")
@@ -271,11 +278,13 @@ async def test_what_a_handler_does_with_its_timeout_is_respected(pool: Pool) -> 
 
     await pool.start(app, concurrency=1)  # one runner: each job must leave it healthy
     ids = [
-        (await app.enqueue(t, timeout=0.1, max_retries=0)).id for t in ("swallow", "convert", "own_timeout", "after")
+        (await app.enqueue(t, timeout=0.1, max_retries=0)).id
+        for t in ("swallow", "convert", "convert_to_timeout", "own_timeout", "after")
     ]
-    swallowed, converted, own, later = [await wait_status(app, i, S.DONE, S.DEAD, timeout=5.0) for i in ids]
+    swallowed, converted, timed_out, own, later = [await wait_status(app, i, S.DONE, S.DEAD, timeout=5.0) for i in ids]
     assert (swallowed.status, swallowed.result) == (S.DONE, "kept going")
     assert converted.status is S.DEAD and converted.last_error == "ValueError: gave up"
+    assert timed_out.status is S.DEAD and timed_out.last_error == "timed out after 0.1s"
     assert own.status is S.DEAD and own.last_error == "TimeoutError: upstream took too long"
     assert (later.status, later.result) == (S.DONE, "fine")
 

@@ -47,6 +47,8 @@ def create_app(app: App, *, run_workers: bool = False) -> Api:
     """The HTTP API of ``app``; with ``run_workers`` its lifespan also runs ``app.worker()``."""
     web = Api(
         routes=all_routes(),
+        # POST /jobs does not pass through middleware (see Api): what a new one does, it must
+        # do too (tests/test_api_fast_path.py fails when this list changes).
         middleware=[Middleware(CatchAll)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=_lifespan(app, run_workers),

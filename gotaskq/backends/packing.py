@@ -3,7 +3,8 @@
 Packing was about 6 us a command plus 0.4 us an argument, paid for every script call (a
 bulk enqueue of 1,000 jobs sends 1,006 arguments); hiredis.pack_command writes the same
 bytes in a sixth of that. Anything hiredis does not take (bytearray, and the values redis-py
-refuses with DataError) goes to redis-py's own packer, so behaviour is unchanged.
+refuses with DataError) goes to redis-py's own packer, so behaviour is unchanged; text is
+UTF-8, so RedisBackend uses it only with redis-py's default encoding.
 """
 
 from __future__ import annotations

@@ -121,7 +121,10 @@ class RedisBackend:
                 health_check_interval=15,
             )
             pool = self._client.connection_pool
-            pool.connection_class = with_hiredis_packing(pool.connection_class)
+            if pool.connection_kwargs.get("encoding", "utf-8") == "utf-8" and (
+                pool.connection_kwargs.get("encoding_errors", "strict") == "strict"
+            ):  # hiredis encodes text as strict UTF-8 only
+                pool.connection_class = with_hiredis_packing(pool.connection_class)
         self._scripts = Scripts(self._client)
         try:
             await self._id_source()
