@@ -132,7 +132,7 @@ class App:
             await self.create_queue(DEFAULT_QUEUE)  # always exists, even after Redis lost its data
             out = await self.backend.enqueue(spec)
         if out.created:
-            self.metrics.enqueued_in(spec.queue).inc()
+            self.metrics.enqueued.labels(spec.queue).inc()
         return out
 
     async def submit_many(self, specs: Sequence[NewJob]) -> list[Enqueued]:
@@ -152,7 +152,7 @@ class App:
             if e.created:
                 created[e.job.queue] = created.get(e.job.queue, 0) + 1
         for queue, n in created.items():
-            self.metrics.enqueued_in(queue).inc(n)
+            self.metrics.enqueued.labels(queue).inc(n)
         return out
 
     async def _ensure_queue(self, name: str) -> None:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from .backends.base import Backend, QueueInfo
 from .errors import GotaskqError, QueueNotFound
+from .loop_metrics import LoopCounter, LoopHistogram
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 STATES = ("pending", "scheduled", "running", "dead")
@@ -16,16 +15,15 @@ STATES = ("pending", "scheduled", "running", "dead")
 class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
-        self.enqueued = Counter("gotaskq_jobs_enqueued_total", "Jobs accepted", ["queue"], registry=r)
-        self.processed = Counter(
-            "gotaskq_jobs_processed_total", "Attempts finished, by outcome", ["queue", "status"], registry=r
+        # Updated once or more per job: lock-free, written from the event loop only (loop_metrics).
+        self.enqueued = LoopCounter("gotaskq_jobs_enqueued_total", "Jobs accepted", ["queue"])
+        self.processed = LoopCounter(
+            "gotaskq_jobs_processed_total", "Attempts finished, by outcome", ["queue", "status"]
         )
-        self.duration = Histogram(
-            "gotaskq_job_duration_seconds", "Handler run time", ["queue"], buckets=_LATENCY_BUCKETS, registry=r
-        )
-        self.wait = Histogram(
-            "gotaskq_job_wait_seconds", "Time from ready to start", ["queue"], buckets=_LATENCY_BUCKETS, registry=r
-        )
+        self.duration = LoopHistogram("gotaskq_job_duration_seconds", "Handler run time", ["queue"], _LATENCY_BUCKETS)
+        self.wait = LoopHistogram("gotaskq_job_wait_seconds", "Time from ready to start", ["queue"], _LATENCY_BUCKETS)
+        for collector in (self.enqueued, self.processed, self.duration, self.wait):
+            r.register(collector)
         self.depth = Gauge("gotaskq_queue_depth", "Jobs per queue and state", ["queue", "state"], registry=r)
         self.active_workers = Gauge("gotaskq_active_workers", "Handlers running now", registry=r)
         self.retried = Counter(
@@ -38,15 +36,7 @@ class Metrics:
         self.stale = Counter(
             "gotaskq_stale_completions_total", "Writes refused because the lease was stale", registry=r
         )
-        self._enqueued: dict[str, Any] = {}
         self.up = Gauge("gotaskq_backend_up", "1 when the backend answered the last scrape", registry=r)
-
-    def enqueued_in(self, queue: str) -> Any:
-        """The queue's enqueued counter; ``labels()`` takes a lock and builds a key each call."""
-        child = self._enqueued.get(queue)
-        if child is None:
-            child = self._enqueued[queue] = self.enqueued.labels(queue)
-        return child
 
     def queue_created(self, queue: str) -> None:
         """Create a queue's series at zero, so dashboards show it before its first job."""
