@@ -39,12 +39,21 @@ def _iso_second(secs: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
 
 
+_last_iso: tuple[int, str] = (-1, "")
+
+
 def iso_ms(ms: int | None) -> str | None:
     """Fixed-width RFC 3339 UTC with milliseconds: 2026-11-22T11:45:00.123Z."""
+    global _last_iso
     if ms is None:
         return None
+    last_ms, last = _last_iso  # a fresh job's created_at and updated_at; every job of a batch
+    if ms == last_ms:
+        return last
     secs, millis = divmod(ms, 1000)
-    return f"{_iso_second(secs)}.{millis:03d}Z"
+    text = f"{_iso_second(secs)}.{millis:03d}Z"
+    _last_iso = (ms, text)
+    return text
 
 
 def validate_queue_name(name: object) -> str:

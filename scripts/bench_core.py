@@ -81,6 +81,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def stop_process(proc: subprocess.Popen[Any], grace_s: float) -> None:
+    """SIGTERM, then SIGKILL after ``grace_s``: only a process this script started."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
 @contextmanager
 def redis_server() -> Iterator[str]:
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -121,12 +131,7 @@ def redis_server() -> Iterator[str]:
             log(f"redis-server pid {proc.pid} on {url}")
             yield url
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+            stop_process(proc, grace_s=5)
             log(f"redis-server pid {proc.pid} stopped")
 
 
@@ -254,12 +259,7 @@ def http_batch_enqueue(url: str, n: int) -> dict[str, Any]:
                 [*cmd, "-D", str(body_file), f"{base}/jobs/batch"], capture_output=True, text=True, timeout=600
             ).stdout
         finally:
-            api.terminate()
-            try:
-                api.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                api.kill()
-                api.wait(timeout=5)
+            stop_process(api, grace_s=15)
     rps = re.search(r"Requests/sec:\s+([0-9.]+)", out)
     p99 = re.search(r"^\s+99%+ in ([0-9.]+) secs", out, re.M)
     codes = {k: int(v) for k, v in re.findall(r"^\s+\[(\d{3})\]\s+(\d+) responses", out, re.M)}

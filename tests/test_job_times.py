@@ -1,0 +1,30 @@
+"""RFC 3339 rendering of job times, including its one-entry cache."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from gotaskq.job import iso_ms
+
+
+@pytest.mark.parametrize("ms", [0, 999, 1_764_000_000_123, 1_764_000_000_999, 4_102_444_799_999])
+def test_iso_ms_matches_datetime(ms: int) -> None:
+    expected = datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    assert iso_ms(ms) == f"{expected}.{ms % 1000:03d}Z"
+
+
+def test_iso_ms_cache_never_answers_for_another_time() -> None:
+    a, b = 1_764_000_000_123, 1_764_000_000_124
+    seen = [iso_ms(t) for t in (a, a, b, a, b, b, None, a)]
+    assert seen == [
+        "2025-11-24T16:00:00.123Z",
+        "2025-11-24T16:00:00.123Z",
+        "2025-11-24T16:00:00.124Z",
+        "2025-11-24T16:00:00.123Z",
+        "2025-11-24T16:00:00.124Z",
+        "2025-11-24T16:00:00.124Z",
+        None,
+        "2025-11-24T16:00:00.123Z",
+    ]
