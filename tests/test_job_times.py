@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -11,7 +11,7 @@ from gotaskq.job import iso_ms
 
 @pytest.mark.parametrize("ms", [0, 999, 1_764_000_000_123, 1_764_000_000_999, 4_102_444_799_999])
 def test_iso_ms_matches_datetime(ms: int) -> None:
-    expected = datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    expected = datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
     assert iso_ms(ms) == f"{expected}.{ms % 1000:03d}Z"
 
 
