@@ -1,4 +1,4 @@
-"""RFC 3339 rendering of job times, including its one-entry cache."""
+"""Job values: RFC 3339 rendering of times (and its one-entry cache), NewJob.build."""
 
 from __future__ import annotations
 
@@ -28,3 +28,18 @@ def test_iso_ms_cache_never_answers_for_another_time() -> None:
         None,
         "2025-11-24T16:00:00.123Z",
     ]
+
+
+def test_build_sets_every_field_as_init_would() -> None:
+    from dataclasses import FrozenInstanceError, asdict, fields
+
+    from gotaskq.job import NewJob
+
+    built = NewJob.build(
+        "t", {"a": [1]}, queue="q", priority=2, delay=1.5, max_retries=4, timeout=9, idempotency_key="k"
+    )
+    assert set(vars(built)) == {f.name for f in fields(NewJob)}
+    assert built == NewJob(**asdict(built))
+    assert built.timeout == 9.0 and type(built.timeout) is float
+    with pytest.raises(FrozenInstanceError):
+        built.priority = 10  # type: ignore[misc]
