@@ -40,6 +40,22 @@ class Snowflake:
             self._last = now
             return (now << (NODE_BITS + SEQ_BITS)) | (self.node << SEQ_BITS) | self._seq
 
+    def next_many(self, n: int) -> list[int]:
+        """``n`` ids as ``next`` would give them, under one lock and one clock read (bulk enqueue)."""
+        with self._lock:
+            now = max(int(time.time() * 1000) - EPOCH_MS, self._last)
+            seq = self._seq + 1 if now == self._last else 0
+            node = self.node << SEQ_BITS
+            out = []
+            for _ in range(n):
+                if seq > MAX_SEQ:
+                    now, seq = now + 1, 0  # borrow the next millisecond
+                out.append((now << (NODE_BITS + SEQ_BITS)) | node | seq)
+                seq += 1
+            if out:
+                self._last, self._seq = now, seq - 1
+            return out
+
     def next_str(self) -> str:
         return str(self.next())
 

@@ -87,3 +87,31 @@ def test_ids_are_unique_across_threads() -> None:
         t.join(timeout=30)
     flat = [i for r in results for i in r]
     assert len(flat) == 20_000 and len(set(flat)) == 20_000
+
+
+@pytest.mark.parametrize("sizes", [[1], [5000], [3, 4096, 1, 0, 7000, 2], [0, 0]])
+def test_next_many_gives_what_next_would(monkeypatch: pytest.MonkeyPatch, sizes: list[int]) -> None:
+    """A frozen clock (the hardest case: every id borrows milliseconds), mixing both calls."""
+    monkeypatch.setattr(ids.time, "time", lambda: 1_800_000_000.000)
+    one_by_one, in_bulk = Snowflake(node=9), Snowflake(node=9)
+    expected, got = [], []
+    for i, n in enumerate(sizes):
+        expected += [one_by_one.next() for _ in range(n)]
+        got += in_bulk.next_many(n)
+        if i % 2:
+            expected.append(one_by_one.next())
+            got.append(in_bulk.next())
+    assert got == expected
+    assert all(a < b for a, b in pairwise(got))
+
+
+def test_next_many_with_a_moving_clock_stays_unique_and_increasing(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1_800_000_000.000]
+    monkeypatch.setattr(ids.time, "time", lambda: now[0])
+    gen = Snowflake(node=1)
+    out: list[int] = []
+    for step in (0.0, 0.0005, -2.0, 0.003, 0.0):
+        now[0] += step
+        out += gen.next_many(3000)
+        out.append(gen.next())
+    assert all(a < b for a, b in pairwise(out))

@@ -315,7 +315,7 @@ class RedisBackend:
     ) -> None:
         s = self.settings
         id_source = await self._id_source()
-        job_ids = [str(id_source.next()) for _ in specs]
+        job_ids = list(map(str, id_source.next_many(len(specs))))
         any_idem = any(spec.idempotency_key for spec in specs)
         args: list[Any] = [
             self._idem_ttl_ms,
