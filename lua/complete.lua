@@ -10,20 +10,24 @@ local t = rcall('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local out = {}
 local n = 0
+local done = {}  -- one ZREM for the batch
 for i = 2, #ARGV, 3 do
   local jk = p .. 'j:' .. ARGV[i]
   local f = rcall('HMGET', jk, 'st', 'lease')
   if f[1] == 'RUNNING' and f[2] == ARGV[i + 1] then
-    rcall('ZREM', p .. 'running', ARGV[i])
     rcall('HSET', jk, 'st', 'DONE', 'res', ARGV[i + 2], 'fa', now, 'ua', now)
     rcall('PEXPIRE', jk, ARGV[1])
     out[#out + 1] = 1
     n = n + 1
+    done[n] = ARGV[i]
   else
     out[#out + 1] = 0
   end
 end
 if n > 0 then
+  for i = 1, n, 1000 do  -- unpack has a limit (8000 values)
+    rcall('ZREM', p .. 'running', unpack(done, i, math.min(i + 999, n)))
+  end
   local sk = p .. 'stats:' .. math.floor(now / 60000)
   rcall('HINCRBY', sk, 'done', n)
   rcall('PEXPIRE', sk, 7200000)

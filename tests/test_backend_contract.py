@@ -375,6 +375,22 @@ async def test_delayed_job_becomes_claimable_when_due(backend: Backend) -> None:
 
 
 # -- claim and leases --------------------------------------------------------------------
+async def test_claim_and_complete_thousands_in_one_call(backend: Backend) -> None:
+    """The scripts write the running set in chunks (Lua's unpack takes at most 8000 values)."""
+    n = 8200
+    await backend.enqueue_many([spec(i) for i in range(n)])
+    batch = await backend.claim("default", n, LEASE_MS)
+    assert len(batch.jobs) == n and {c.job.status for c in batch.jobs} == {S.RUNNING}
+    info = await backend.queue_info("default")
+    assert (info.pending, info.running) == (0, n)
+    done = [Completion(c.job.id, c.token, b"1") for c in batch.jobs]
+    assert await backend.complete("default", done) == [True] * n
+    info = await backend.queue_info("default")
+    assert (info.pending, info.running) == (0, 0)
+    stored = await backend.get_job(batch.jobs[-1].job.id)
+    assert stored is not None and (stored.status, stored.result) == (S.DONE, 1)
+
+
 async def test_claim_leases_the_job(backend: Backend) -> None:
     job = await enq(backend)
     before = now_ms()
