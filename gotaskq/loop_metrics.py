@@ -14,9 +14,12 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Iterator, Sequence
+from typing import Generic, TypeVar
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
+
+C = TypeVar("C")
 
 
 class CounterChild:
@@ -42,22 +45,32 @@ class HistogramChild:
         self.sum += value
 
 
-class LoopCounter:
-    """A labelled counter; ``labels(*values).inc(n)`` as with prometheus_client."""
+class _Labelled(Generic[C]):
+    """One child per label values, made on first use, as prometheus_client's ``labels``."""
 
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str]) -> None:
         self.name = name
         self.documentation = documentation
         self.labelnames = list(labelnames)
-        self._children: dict[tuple[str, ...], CounterChild] = {}
+        self._children: dict[tuple[str, ...], C] = {}
 
-    def labels(self, *values: str) -> CounterChild:
+    def _new_child(self) -> C:
+        raise NotImplementedError
+
+    def labels(self, *values: str) -> C:
         child = self._children.get(values)
         if child is None:
             if len(values) != len(self.labelnames):
                 raise ValueError(f"{self.name} takes labels {self.labelnames}, got {values}")
-            child = self._children[values] = CounterChild()
+            child = self._children[values] = self._new_child()
         return child
+
+
+class LoopCounter(_Labelled[CounterChild]):
+    """A labelled counter; ``labels(*values).inc(n)`` as with prometheus_client."""
+
+    def _new_child(self) -> CounterChild:
+        return CounterChild()
 
     def collect(self) -> Iterator[Metric]:
         family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
@@ -66,24 +79,16 @@ class LoopCounter:
         yield family
 
 
-class LoopHistogram:
+class LoopHistogram(_Labelled[HistogramChild]):
     """A labelled histogram; ``labels(*values).observe(x)`` as with prometheus_client."""
 
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str], buckets: Sequence[float]) -> None:
-        self.name = name
-        self.documentation = documentation
-        self.labelnames = list(labelnames)
+        super().__init__(name, documentation, labelnames)
         self.bounds = tuple(float(b) for b in buckets if not math.isinf(b))
         self._les = tuple(_le(b) for b in (*self.bounds, math.inf))
-        self._children: dict[tuple[str, ...], HistogramChild] = {}
 
-    def labels(self, *values: str) -> HistogramChild:
-        child = self._children.get(values)
-        if child is None:
-            if len(values) != len(self.labelnames):
-                raise ValueError(f"{self.name} takes labels {self.labelnames}, got {values}")
-            child = self._children[values] = HistogramChild(self.bounds)
-        return child
+    def _new_child(self) -> HistogramChild:
+        return HistogramChild(self.bounds)
 
     def collect(self) -> Iterator[Metric]:
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
