@@ -27,23 +27,12 @@ class Snowflake:
         self._lock = threading.Lock()
 
     def next(self) -> int:
-        with self._lock:
-            now = int(time.time() * 1000) - EPOCH_MS
-            if now < self._last:  # the wall clock went back: stay monotonic
-                now = self._last
-            if now == self._last:
-                self._seq = (self._seq + 1) & MAX_SEQ
-                if self._seq == 0:
-                    now = self._last + 1  # borrow the next millisecond
-            else:
-                self._seq = 0
-            self._last = now
-            return (now << (NODE_BITS + SEQ_BITS)) | (self.node << SEQ_BITS) | self._seq
+        return self.next_many(1)[0]
 
     def next_many(self, n: int) -> list[int]:
-        """``n`` ids as ``next`` would give them, under one lock and one clock read (bulk enqueue)."""
+        """``n`` increasing ids under one lock and one clock read (a bulk enqueue takes 1,000)."""
         with self._lock:
-            now = max(int(time.time() * 1000) - EPOCH_MS, self._last)
+            now = max(int(time.time() * 1000) - EPOCH_MS, self._last)  # the clock went back: stay monotonic
             seq = self._seq + 1 if now == self._last else 0
             node = self.node << SEQ_BITS
             out = []

@@ -70,15 +70,12 @@ for i = first, last do
       rcall('ZADD', p .. 'ready', now - pri * aging, id)
       out[n] = 0
     end
+    rcall('HSET', jk, 'type', typ, 'payload', payload, 'pri', pri, 'maxr', maxr, 'tmo', tmo, 'ca', now, 'st', st)
+    if st == 'SCHEDULED' then rcall('HSET', jk, 'run', run) end
     if idem ~= '' then
       rcall('SET', p .. 'idem:' .. idem, id .. ' ' .. fp, 'PX', ARGV[1])
-      rcall('HSET', jk, 'type', typ, 'payload', payload, 'pri', pri, 'maxr', maxr, 'tmo', tmo, 'ca', now,
-        'st', st, 'idem', idem, 'fp', fp)
-    else
-      rcall('HSET', jk, 'type', typ, 'payload', payload, 'pri', pri, 'maxr', maxr, 'tmo', tmo, 'ca', now,
-        'st', st)
+      rcall('HSET', jk, 'idem', idem, 'fp', fp)
     end
-    if st == 'SCHEDULED' then rcall('HSET', jk, 'run', run) end
     woke = true
   end
 end

@@ -18,7 +18,7 @@ from .responses import JSONResponse
 from .routing import route
 from .state import gotaskq_app
 
-REPLAYED = ("Idempotent-Replayed", "true")  # on a 200 that answers with the job a key matched
+REPLAYED = (b"idempotent-replayed", b"true")  # on a 200 that answers with the job a key matched
 
 
 async def submit_one(
@@ -36,7 +36,9 @@ async def create_job(request: Request) -> Response:
     status, body = await submit_one(
         gotaskq_app(request), headers.get("authorization"), headers.get("content-length"), request.receive
     )
-    return Response(body, status, dict([REPLAYED]) if status == 200 else None, "application/json")
+    return Response(
+        body, status, {REPLAYED[0].decode(): REPLAYED[1].decode()} if status == 200 else None, "application/json"
+    )
 
 
 async def serve_create_job(app: App, scope: Scope, receive: Receive, send: Send) -> None:
@@ -55,7 +57,7 @@ async def serve_create_job(app: App, scope: Scope, receive: Receive, send: Send)
         return
     headers = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
     if status == 200:
-        headers.append((REPLAYED[0].lower().encode(), REPLAYED[1].encode()))
+        headers.append(REPLAYED)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
