@@ -32,6 +32,7 @@ class Settings:
     port: int = 8000
     num_workers: int = 10
     redis_url: str | None = field(default=None, repr=False)  # may hold a password; see masked()
+    redis_max_connections: int = 64
     max_retries: int = 3
     base_delay: float = 1.0
     max_delay: float = 5.0
@@ -80,6 +81,7 @@ class Settings:
             port=r.integer("PORT", 8000, 0, 65535),
             num_workers=r.integer("NUM_WORKERS", 10, 0, 10_000),
             redis_url=redis_url,
+            redis_max_connections=r.integer("REDIS_MAX_CONNECTIONS", 64, 2, 100_000),
             max_retries=r.integer("MAX_RETRIES", 3, 0, 100),
             base_delay=r.duration("BASE_DELAY", 1.0, bare_unit="ms"),
             max_delay=r.duration("MAX_DELAY", 5.0, bare_unit="ms"),

@@ -15,9 +15,9 @@ MAX_SEQ = (1 << SEQ_BITS) - 1
 class Snowflake:
     """41 bits of milliseconds, 10 bits of node id, 12 bits of sequence.
 
-    The Redis backend takes its node id from an INCR on Redis, so processes sharing one Redis
-    never share a node id (up to 1024 live processes); the enqueue script also refuses to
-    overwrite an existing id, so even a wrapped node id cannot clobber a job.
+    The Redis backend leases its node id in Redis (backends/redis/node_lease.py), so no two
+    live processes sharing a Redis hold the same one; the enqueue script also refuses a call
+    whose id is taken, before writing any of it, so even a clash cannot clobber a job.
     """
 
     def __init__(self, node: int) -> None:

@@ -4,16 +4,22 @@ so each Lua script touches a single Cluster slot.
 | key                          | type   | written by                                   | TTL |
 |------------------------------|--------|----------------------------------------------|-----|
 | gtq:queues                   | set    | create_queue (Python, before the meta hash)   | none |
-| gtq:node                     | string | INCR at start-up: Snowflake node ids          | none |
+| gtq:active                   | set    | queues that may have work (see lookup.py)     | none |
+| gtq:node:<n>                 | string | a process's lease on Snowflake node id n      | 60 s, renewed |
+| gtq:ix:<hour>                | hash   | job id -> queue of ids minted that hour (lookup.py) | none; pruned |
+| gtq:ix:hours                 | set    | the hours that have an index hash             | none |
 | gtq:wake                     | pubsub | enqueue, replay (PUBLISH queue name)          | -   |
 | gtq:{q}:meta                 | hash   | create_queue, set_paused; read by enqueue, claim | none |
-| gtq:{q}:j:<id>               | hash   | every transition (fields below)  | DONE/CANCELLED: COMPLETE_JOB_TTL |
+| gtq:{q}:j:<id>               | hash   | every transition (fields below)  | DONE/CANCELLED: COMPLETE_JOB_TTL (*) |
 | gtq:{q}:ready                | zset   | enqueue, claim, recover_expired, release, replay, cancel | none |
 | gtq:{q}:delayed              | zset   | enqueue, claim (promotes), fail, cancel       | none |
 | gtq:{q}:running              | zset   | claim, extend_lease, complete, fail, release, recover_expired | none |
 | gtq:{q}:dead                 | zset   | fail, recover_expired, replay, delete_dead    | none |
-| gtq:{q}:idem:<key>           | string | enqueue ("<id> <fingerprint>"), delete_dead   | IDEMPOTENCY_TTL |
+| gtq:{q}:idem:<key>           | string | enqueue ("<id> <fingerprint>"), delete_dead, withdraw | IDEMPOTENCY_TTL |
 | gtq:{q}:stats:<minute>       | hash   | complete (done), fail (failed, dead): counts per epoch minute | 2 hours |
+
+(*) or what is left of its idempotency key's TTL, if longer: a retry with the key replays the
+job's true outcome. delete_dead and withdraw delete a key only while it still names their job.
 
 Scores: ready = enqueue ms - priority * PRIORITY_AGING ms (ZPOPMIN order gives higher priority
 first, FIFO within a priority, and a job that waited long enough overtakes newer higher-priority
@@ -28,8 +34,25 @@ from __future__ import annotations
 
 PREFIX = "gtq"
 QUEUES = f"{PREFIX}:queues"
-NODE = f"{PREFIX}:node"
+ACTIVE = f"{PREFIX}:active"
+INDEX_HOURS = f"{PREFIX}:ix:hours"
 WAKE_CHANNEL = f"{PREFIX}:wake"
+HOUR_MS = 3_600_000
+
+
+def is_global(key: bytes | str) -> bool:
+    """True for the keys that belong to no queue (and carry no hash tag)."""
+    k = key.decode() if isinstance(key, bytes) else key
+    return k in (QUEUES, ACTIVE) or k.startswith((f"{PREFIX}:node:", f"{PREFIX}:ix:"))
+
+
+def node_key(node: int) -> str:
+    return f"{PREFIX}:node:{node}"
+
+
+def index_key(hour: int) -> str:
+    """``gtq:ix:<hour>``: the id -> queue index of the jobs whose id was minted in that hour."""
+    return f"{PREFIX}:ix:{hour}"
 
 
 def queue_prefix(queue: str) -> str:

@@ -26,7 +26,10 @@ log = logging.getLogger("gotaskq.worker")
 R = TypeVar("R")
 QUEUE_REFRESH_S = 1.0
 IDLE_POLL_S = 1.0
+MIN_SLEEP_S = 0.01  # a floor under every idle sleep: no spinning, whatever the clocks say
 BOOKKEEPING_RETRY_S = 0.25
+HOUSEKEEPING_S = 60.0
+RECOVERY_PASSES = 100  # recover_expired calls per queue per pass at most (each takes up to 500 jobs)
 
 
 class UnknownJobType(GotaskqError):
@@ -94,6 +97,7 @@ class Worker:
         self._queues: list[str] = []
         self._queues_at = 0.0
         self._rr = 0
+        self._queue_backoff: dict[str, tuple[int, float]] = {}  # queue -> (failures, retry at monotonic)
         self._executor = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="gotaskq-job")
         self._completers: dict[str, Batcher[Completion, bool]] = {}
         self._children: dict[str, Any] = {}
@@ -158,8 +162,9 @@ class Worker:
 
     # -- claiming --------------------------------------------------------------------------
     async def _queue_names(self) -> list[str]:
+        """The queues that may have work (not every queue ever created: idle ones cost nothing)."""
         if time.monotonic() - self._queues_at > QUEUE_REFRESH_S:
-            self._queues = await self.backend.list_queues()
+            self._queues = await self.backend.active_queues()
             self._queues_at = time.monotonic()
         return self._queues
 
@@ -183,12 +188,14 @@ class Worker:
                 continue
             if got == 0 or drained:
                 timeout = IDLE_POLL_S
-                if next_due is not None:
-                    timeout = min(timeout, max(0.0, (next_due - now_ms()) / 1000))
-                await self._wait_for_work(timeout)
+                if next_due is not None:  # both times are the store's clock: local skew cannot spin us
+                    timeout = min(timeout, next_due / 1000)
+                await self._wait_for_work(max(MIN_SLEEP_S, timeout))
+                self._queues_at = 0.0  # woken: a notice may name a queue that just got work
 
-    async def _claim_round(self, free: int) -> tuple[int, bool, int | None]:
-        """Claim up to ``free`` jobs round-robin; ``drained``: every queue gave less than asked."""
+    async def _claim_round(self, free: int) -> tuple[int, bool, float | None]:
+        """Claim up to ``free`` jobs round-robin; ``drained``: every queue gave less than asked.
+        The third value is how long until the earliest delayed job is due (ms), if any."""
         queues = await self._queue_names()
         if not queues:
             return 0, True, None
@@ -198,17 +205,31 @@ class Worker:
         share = max(1, math.ceil(free / n))
         got = 0
         drained = True
-        next_due: int | None = None
+        failed = 0
+        next_due: float | None = None
         for q in queues[start:] + queues[:start]:
             want = min(share, free - got)
             if want <= 0 or self._stopping.is_set():
                 drained = False
                 break
+            backoff = self._queue_backoff.get(q)
+            if backoff is not None and time.monotonic() < backoff[1]:
+                failed += 1
+                continue
             try:
                 batch = await self.backend.claim(q, want, self.lease_ms)
             except QueueNotFound:
                 self._queues_at = 0.0
                 continue
+            except Exception as exc:  # one queue's trouble (e.g. its Cluster node is down) is its own
+                failed += 1
+                tries = (backoff[0] if backoff else 0) + 1
+                self._queue_backoff[q] = (tries, time.monotonic() + min(2.0, 0.1 * 2**tries))
+                log.warning("claiming from %s failed (%s: %s); other queues go on", q, type(exc).__name__, exc)
+                continue
+            self._queue_backoff.pop(q, None)
+            if batch.idle:
+                await self._forget_idle(q)
             for c in batch.jobs:
                 self._inflight[(c.job.id, c.token)] = _InFlight(c)
                 self._ready.put_nowait(c)
@@ -216,10 +237,21 @@ class Worker:
             self._busy += len(batch.jobs)
             drained = drained and len(batch.jobs) < want
             if batch.next_due_ms is not None:
-                next_due = batch.next_due_ms if next_due is None else min(next_due, batch.next_due_ms)
+                due_in = float(batch.next_due_ms - batch.now_ms)
+                next_due = due_in if next_due is None else min(next_due, due_in)
+        if failed == n:
+            raise BackendUnavailable("claiming failed for every queue")
+        if failed:  # retry the failed queues after their backoff, not after a full idle poll
+            next_due = 100.0 if next_due is None else min(next_due, 100.0)
         if got:
             self._idle.clear()
         return got, drained, next_due
+
+    async def _forget_idle(self, queue: str) -> None:
+        try:
+            await self.backend.mark_idle(queue)
+        except Exception as exc:  # it stays listed: one more poll a second, nothing lost
+            log.debug("could not mark %s idle: %s", queue, exc)
 
     async def _wait_for_work(self, timeout: float) -> None:
         waiter = asyncio.ensure_future(self.backend.wait_for_work(timeout))
@@ -388,23 +420,38 @@ class Worker:
                 entry.lost = True
 
     async def _recovery_loop(self) -> None:
+        next_upkeep = time.monotonic()
         while not self._stopping.is_set():
             try:
-                for queue in await self._queue_names():
-                    rec = await self.backend.recover_expired(queue)
-                    if rec.requeued or rec.dead:
-                        self._child("recovered", queue).inc(len(rec.requeued) + len(rec.dead))
-                        if rec.dead:
-                            self._child("dead", queue).inc(len(rec.dead))
-                        log.warning(
-                            "recovered %d expired lease(s) in %s (%d to the DLQ)",
-                            len(rec.requeued) + len(rec.dead),
-                            queue,
-                            len(rec.dead),
-                        )
-            except Exception as exc:  # keep recovering whatever one pass hit
+                queues = await self._queue_names()  # a queue with running jobs is always listed
+            except Exception as exc:
                 log.warning("recovery pass failed: %s", exc)
+                queues = []
+            for queue in queues:
+                try:
+                    await self._recover(queue)
+                except Exception as exc:  # one queue's trouble does not stop the others' recovery
+                    log.warning("recovery of %s failed: %s", queue, exc)
+            if time.monotonic() >= next_upkeep:
+                next_upkeep = time.monotonic() + HOUSEKEEPING_S
+                try:
+                    await self.backend.housekeeping()
+                except Exception as exc:
+                    log.warning("housekeeping failed: %s", exc)
             await asyncio.sleep(self.settings.recovery_interval)
+
+    async def _recover(self, queue: str) -> None:
+        for _ in range(RECOVERY_PASSES):  # each call takes at most 500 jobs: Redis is never held long
+            rec = await self.backend.recover_expired(queue)
+            n = len(rec.requeued) + len(rec.dead)
+            if n == 0:
+                return
+            self._child("recovered", queue).inc(n)
+            if rec.dead:
+                self._child("dead", queue).inc(len(rec.dead))
+            log.warning("recovered %d expired lease(s) in %s (%d to the DLQ)", n, queue, len(rec.dead))
+            if n < 500:
+                return
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:

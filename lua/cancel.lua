@@ -13,5 +13,11 @@ else return {-2, st} end
 local t = rcall('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 rcall('HSET', jk, 'st', 'CANCELLED', 'fa', now, 'ua', now)
-rcall('PEXPIRE', jk, ARGV[2])
+local ttl = tonumber(ARGV[2])
+local idem = rcall('HGET', jk, 'idem')
+if idem then  -- the record outlives its idempotency key, so a retry replays the true outcome
+  local left = rcall('PTTL', p .. 'idem:' .. idem)
+  if left > ttl then ttl = left end
+end
+rcall('PEXPIRE', jk, ttl)
 return {0, now}

@@ -2,10 +2,11 @@
 -- The job stays in Redis: it moves to the running set with a lease deadline, so a worker that
 -- dies mid-job loses nothing. attempts is counted here, so a job that kills every worker
 -- still reaches the DLQ.
--- KEYS[1]  queue prefix "gtq:{q}:"
+-- KEYS[1]  queue prefix "gtq:{q}:" (job hashes hang off it: every key shares the {q} hash tag)
 -- ARGV[1]  max jobs to claim   ARGV[2] lease ms   ARGV[3] priority aging ms
 -- ARGV[4]  max delayed jobs to promote in this call
--- Returns  {-4} queue not found; else {next_due_ms|-1, now, job, job, ...} where each job is
+-- Returns  {-4} queue not found; else {next_due_ms|-1, now, idle, job, job, ...} where idle is 1
+--          when the queue holds no ready, delayed or running job after this call, and each job is
 --          {id, lease, attempts, type, payload, pri, maxr, tmo, run, idem, ca, err, errs}
 local rcall = redis.call
 local p = KEYS[1]
@@ -23,13 +24,18 @@ for i = 1, #due, 2 do
   rcall('HSET', jk, 'st', 'PENDING', 'ua', now)
   rcall('ZADD', p .. 'ready', tonumber(due[i + 1]) - pri * aging, id)
 end
-local out = {-1, now}
+local out = {-1, now, 0}
 local nxt = rcall('ZRANGE', p .. 'delayed', 0, 0, 'WITHSCORES')
 if nxt[2] then out[1] = tonumber(nxt[2]) end
-if rcall('HGET', meta, 'paused') == '1' then return out end
+-- idle: nothing waits or runs, so the worker may stop polling the queue until an enqueue.
+local function idle()
+  if not nxt[2] and rcall('ZCARD', p .. 'ready') == 0 and rcall('ZCARD', p .. 'running') == 0 then out[3] = 1 end
+  return out
+end
 local count = tonumber(ARGV[1])
-if count <= 0 then return out end
+if count <= 0 or rcall('HGET', meta, 'paused') == '1' then return idle() end
 local popped = rcall('ZPOPMIN', p .. 'ready', count)
+if #popped == 0 then return idle() end
 local deadline = now + tonumber(ARGV[2])
 -- Two calls a job (read all, write all) and one ZADD for the batch: each redis.call costs
 -- about a microsecond, and this runs for every job.

@@ -8,15 +8,21 @@ local rcall = redis.call
 local p = KEYS[1]
 local t = rcall('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl_ms = tonumber(ARGV[1])
 local out = {}
 local n = 0
 local done = {}  -- one ZREM for the batch
 for i = 2, #ARGV, 3 do
   local jk = p .. 'j:' .. ARGV[i]
-  local f = rcall('HMGET', jk, 'st', 'lease')
+  local f = rcall('HMGET', jk, 'st', 'lease', 'idem')
   if f[1] == 'RUNNING' and f[2] == ARGV[i + 1] then
     rcall('HSET', jk, 'st', 'DONE', 'res', ARGV[i + 2], 'fa', now, 'ua', now)
-    rcall('PEXPIRE', jk, ARGV[1])
+    local ttl = ttl_ms
+    if f[3] then  -- the record outlives its idempotency key, so a retry replays the true outcome
+      local left = rcall('PTTL', p .. 'idem:' .. f[3])
+      if left > ttl then ttl = left end
+    end
+    rcall('PEXPIRE', jk, ttl)
     out[#out + 1] = 1
     n = n + 1
     done[n] = ARGV[i]

@@ -1,5 +1,5 @@
 -- delete_dead: remove DEAD jobs for good (hash, DLQ entry and idempotency key).
--- KEYS[1]  queue prefix "gtq:{q}:"
+-- KEYS[1]  queue prefix "gtq:{q}:" (job hashes and idempotency keys share its {q} hash tag)
 -- ARGV[1..] job ids
 -- Returns  one entry per id: 0 deleted, -1 no such job, or the job's status (not DEAD)
 local rcall = redis.call
@@ -15,7 +15,11 @@ for i = 1, #ARGV do
   else
     rcall('DEL', jk)
     rcall('ZREM', p .. 'dead', ARGV[i])
-    if f[2] then rcall('DEL', p .. 'idem:' .. f[2]) end
+    if f[2] then -- the key may have expired and been taken by a newer job: delete it only if it is ours
+      local ik = p .. 'idem:' .. f[2]
+      local hit = rcall('GET', ik)
+      if hit and string.sub(hit, 1, #ARGV[i] + 1) == ARGV[i] .. ' ' then rcall('DEL', ik) end
+    end
     out[#out + 1] = 0
   end
 end

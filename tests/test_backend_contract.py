@@ -305,16 +305,31 @@ async def test_concurrent_enqueues_at_the_depth_limit(make_backend: MakeBackend)
     assert (await backend.queue_info("default")).pending == 3
 
 
-async def test_idempotency_key_of_an_expired_done_job(make_backend: MakeBackend) -> None:
+async def test_idempotent_retry_after_record_ttl_replays_the_true_job(make_backend: MakeBackend) -> None:
+    """Defect 8: past COMPLETE_JOB_TTL a retry with the key got an invented DONE job (payload null,
+    created 1970). A finished job's record now lives as long as its key, so the replay is true."""
     backend = await make_backend(complete_job_ttl=0.1)
-    job = await enq(backend, idempotency_key="k")
+    done = await enq(backend, idempotency_key="k")
     c = await claim_one(backend)
-    await backend.complete("default", [Completion(job.id, c.token, b"1")])
+    await backend.complete("default", [Completion(done.id, c.token, b"1")])
+    cancelled = await enq(backend, idempotency_key="c")
+    await backend.cancel(cancelled.id)
     await asyncio.sleep(0.3)
-    assert await backend.get_job(job.id) is None
-    again = await backend.enqueue(spec(idempotency_key="k"))  # still within IDEMPOTENCY_TTL
-    assert (again.created, again.job.id, again.job.status) == (False, job.id, S.DONE)
+    for job, key, status in ((done, "k", S.DONE), (cancelled, "c", S.CANCELLED)):
+        again = await backend.enqueue(spec(idempotency_key=key))  # still within IDEMPOTENCY_TTL
+        assert (again.created, again.job.id, again.job.status) == (False, job.id, status)
+        assert (again.job.payload, again.job.created_at) == (job.payload, job.created_at)
     assert (await backend.queue_info("default")).pending == 0
+
+
+async def test_key_and_record_both_expired_creates_a_new_job(make_backend: MakeBackend) -> None:
+    backend = await make_backend(complete_job_ttl=0.1, idempotency_ttl=1.0)
+    job = await enq(backend, idempotency_key="k")
+    await backend.cancel(job.id)
+    await asyncio.sleep(1.3)
+    assert await backend.get_job(job.id) is None
+    again = await backend.enqueue(spec(idempotency_key="k"))
+    assert again.created and again.job.id != job.id
 
 
 # -- order -------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ def test_an_unpacked_wheel_loads_every_script_from_itself(tmp_path: Path) -> Non
     # A fresh interpreter that sees only the unpacked wheel (plus the dependencies) finds them.
     code = (
         "import gotaskq, pathlib, sys\n"
-        "from gotaskq.backends.scripts import NAMES, lua_source\n"
+        "from gotaskq.backends.redis.scripts import NAMES, lua_source\n"
         "assert pathlib.Path(gotaskq.__file__).is_relative_to(pathlib.Path(sys.argv[1])), gotaskq.__file__\n"
         "print(sum(len(lua_source(n)) for n in NAMES))\n"
     )

@@ -6,8 +6,8 @@ import pytest
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.exceptions import DataError
 
-from gotaskq.backends.packing import with_hiredis_packing
 from gotaskq.backends.redis import RedisBackend
+from gotaskq.backends.redis.packing import with_hiredis_packing
 from gotaskq.config import Settings
 
 ARGS = [

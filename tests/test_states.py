@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gotaskq.backends.scripts import NAMES, lua_source
+from gotaskq.backends.redis.scripts import NAMES, lua_source
 from gotaskq.states import FINISHED, TRANSITIONS, WAITING, JobStatus, can_move
 
 S = JobStatus
@@ -37,7 +37,7 @@ def test_the_table_names_exactly_the_expected_transitions() -> None:
 @pytest.mark.parametrize("script", SCRIPTS_IN_TABLE)
 def test_every_transition_is_a_lua_script(script: str) -> None:
     assert (LUA_DIR / f"{script}.lua").is_file()
-    assert script in NAMES, "loaded by gotaskq.backends.scripts"
+    assert script in NAMES, "loaded by gotaskq.backends.redis.scripts"
 
 
 @pytest.mark.parametrize("script", sorted(NAMES))

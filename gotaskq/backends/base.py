@@ -12,12 +12,6 @@ from ..states import JobStatus
 LEASE_EXPIRED = "lease expired: the worker stopped heartbeating"
 
 
-def vanished_job(job_id: str, spec: NewJob) -> Job:
-    """What an idempotent replay returns when the job its key points at has expired (DONE past
-    COMPLETE_JOB_TTL): the id, and DONE, since only finished jobs expire."""
-    return Job(job_id, spec.queue, spec.type, None, spec.priority, JobStatus.DONE, 0, spec.max_retries, spec.timeout)
-
-
 @dataclass(slots=True, frozen=True)
 class Enqueued:
     """Result of an enqueue: the job, and whether it was created now (False: idempotent replay)."""
@@ -38,6 +32,8 @@ class Claimed:
 class ClaimBatch:
     jobs: list[Claimed]
     next_due_ms: int | None  # when the earliest delayed job of the queue becomes due
+    now_ms: int  # the store's clock at the claim: sleeps until next_due are measured on it
+    idle: bool = False  # nothing waits or runs in the queue: the worker may stop polling it
 
 
 @dataclass(slots=True, frozen=True)
@@ -153,6 +149,15 @@ class Backend(Protocol):
 
     async def recover_expired(self, queue: str, limit: int = 500) -> Recovered:
         """Jobs whose lease deadline passed: back to PENDING, or DEAD when attempts are spent."""
+
+    async def active_queues(self) -> list[str]:
+        """Queues that may hold waiting or running jobs (a superset): what a worker polls."""
+
+    async def mark_idle(self, queue: str) -> None:
+        """A claim found ``queue`` idle: stop listing it until an enqueue or replay."""
+
+    async def housekeeping(self) -> None:
+        """Bounded background upkeep (expired entries), run by workers now and then."""
 
     async def wait_for_work(self, timeout: float) -> None:
         """Sleep until an enqueue may have made work available, or ``timeout`` seconds."""

@@ -36,7 +36,6 @@ from .base import (
     Page,
     QueueInfo,
     Recovered,
-    vanished_job,
 )
 from .paging import all_queues_page, decode_cursor, encode_cursor
 
@@ -98,6 +97,7 @@ class MemoryBackend:
         self._jobs: dict[str, Job] = {}
         self._expiry: list[tuple[int, str]] = []  # (expires at ms, job id) of DONE/CANCELLED jobs
         self._idem: dict[tuple[str, str], tuple[str, str, int]] = {}  # -> (id, fp, expires ms)
+        self._idem_expiry: list[tuple[int, str, str]] = []  # (expires ms, queue, key): a heap
         self._ids = Snowflake(node=0)
         self._wake = asyncio.Event()
         self._stats: dict[tuple[str, int], dict[str, int]] = {}  # (queue, epoch minute) -> counts
@@ -168,20 +168,41 @@ class MemoryBackend:
             _, jid = heapq.heappop(self._expiry)
             job = self._jobs.get(jid)
             if job is not None and job.status in (S.DONE, S.CANCELLED) and job.finished_at is not None:
-                if job.finished_at + self._done_ttl_ms <= now:
+                if self._expires_at(job) <= now:
                     del self._jobs[jid]
+                else:  # its idempotency key was renewed meanwhile: look again then
+                    heapq.heappush(self._expiry, (self._expires_at(job), jid))
+        while self._idem_expiry and self._idem_expiry[0][0] <= now:
+            _, queue, key = heapq.heappop(self._idem_expiry)
+            hit = self._idem.get((queue, key))
+            if hit is not None and hit[2] <= now:
+                del self._idem[(queue, key)]
+
+    def _expires_at(self, job: Job) -> int:
+        """A finished job outlives its idempotency key, so a retry replays the true outcome."""
+        assert job.finished_at is not None
+        at = job.finished_at + self._done_ttl_ms
+        if job.idempotency_key is not None:
+            hit = self._idem.get((job.queue, job.idempotency_key))
+            if hit is not None and hit[0] == job.id:
+                at = max(at, hit[2])
+        return at
+
+    def _live_key(self, queue: str, key: str, now: int) -> tuple[str, str, int] | None:
+        """The key's entry while it is unexpired and its job still exists."""
+        hit = self._idem.get((queue, key))
+        if hit is None or hit[2] <= now or hit[0] not in self._jobs:
+            return None
+        return hit
 
     def _enqueue_one(self, spec: NewJob, fp: str, now: int) -> Enqueued:
         q = self._queue(spec.queue)
         if spec.idempotency_key is not None:
-            hit = self._idem.get((spec.queue, spec.idempotency_key))
-            if hit is not None and hit[2] > now:
+            hit = self._live_key(spec.queue, spec.idempotency_key, now)
+            if hit is not None:
                 if hit[1] != fp:
                     raise IdempotencyConflict("idempotency key was used for a different job", hit[0])
-                existing = self._jobs.get(hit[0])
-                if existing is not None:
-                    return Enqueued(replace(existing), created=False)
-                return Enqueued(vanished_job(hit[0], spec), created=False)
+                return Enqueued(replace(self._jobs[hit[0]]), created=False)
         depth = self.settings.max_queue_depth
         if depth and len(q.ready) + len(q.delayed) >= depth:
             raise QueueFull(f"queue {spec.queue!r} holds {depth} waiting jobs")
@@ -210,6 +231,7 @@ class MemoryBackend:
             q.ready.add(job.id, self._ready_score(job))
         if spec.idempotency_key is not None:
             self._idem[(spec.queue, spec.idempotency_key)] = (job.id, fp, now + self._idem_ttl_ms)
+            heapq.heappush(self._idem_expiry, (now + self._idem_ttl_ms, spec.queue, spec.idempotency_key))
         return Enqueued(replace(job), created=True)
 
     async def enqueue(self, spec: NewJob) -> Enqueued:
@@ -227,8 +249,8 @@ class MemoryBackend:
             self._queue(spec.queue)
             key = spec.idempotency_key
             if key is not None:
-                hit = self._idem.get((spec.queue, key))
-                if hit is not None and hit[2] > now:
+                hit = self._live_key(spec.queue, key, now)
+                if hit is not None:
                     if hit[1] != fp:
                         raise IdempotencyConflict("idempotency key was used for a different job", hit[0])
                     continue
@@ -272,7 +294,7 @@ class MemoryBackend:
 
     def _finish(self, job: Job, now: int) -> None:
         job.finished_at = now
-        heapq.heappush(self._expiry, (now + self._done_ttl_ms, job.id))
+        heapq.heappush(self._expiry, (self._expires_at(job), job.id))
 
     async def cancel(self, job_id: str) -> Job:
         now = now_ms()
@@ -320,7 +342,8 @@ class MemoryBackend:
             q.running.add(job.id, float(now + lease_ms))
             claimed.append(Claimed(replace(job, errors=list(job.errors)), job.lease))
         nxt = q.delayed.peek_min()
-        return ClaimBatch(claimed, int(nxt[0]) if nxt else None)
+        idle = not claimed and not q.ready and not q.delayed and not q.running
+        return ClaimBatch(claimed, int(nxt[0]) if nxt else None, now, idle)
 
     def _holder(self, job_id: str, token: int) -> Job | None:
         job = self._jobs.get(job_id)
@@ -424,6 +447,15 @@ class MemoryBackend:
             self._wake.set()
         return Recovered(requeued, dead)
 
+    async def active_queues(self) -> list[str]:
+        return sorted(n for n, q in self._queues.items() if q.ready or q.delayed or q.running)
+
+    async def mark_idle(self, queue: str) -> None:
+        return None  # active_queues is computed from the queues themselves
+
+    async def housekeeping(self) -> None:
+        self._sweep(now_ms())
+
     async def wait_for_work(self, timeout: float) -> None:
         try:
             await asyncio.wait_for(self._wake.wait(), timeout)
@@ -463,8 +495,9 @@ class MemoryBackend:
             raise InvalidTransition(f"job {job_id} is {job.status.value}", job.status.value)
         self._queue(job.queue).dead.remove(job_id)
         del self._jobs[job_id]
-        if job.idempotency_key is not None:
-            self._idem.pop((job.queue, job.idempotency_key), None)
+        key = job.idempotency_key
+        if key is not None and self._idem.get((job.queue, key), ("",))[0] == job_id:  # only while it names this job
+            del self._idem[(job.queue, key)]
 
     async def purge_dead(self, queue: str) -> int:
         ids = list(self._queue(queue).dead.scores)

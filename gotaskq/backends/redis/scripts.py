@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 NAMES = (
@@ -23,6 +23,8 @@ NAMES = (
     "cancel",
     "replay",
     "delete_dead",
+    "withdraw",
+    "renew_node",
 )
 
 
@@ -31,7 +33,7 @@ def lua_source(name: str) -> str:
     packaged = resources.files("gotaskq").joinpath("lua", f"{name}.lua")
     if packaged.is_file():
         return packaged.read_text()
-    return (Path(__file__).resolve().parents[2] / "lua" / f"{name}.lua").read_text()
+    return (Path(__file__).resolve().parents[3] / "lua" / f"{name}.lua").read_text()
 
 
 class Scripts:
@@ -45,7 +47,9 @@ class Scripts:
     cancel: AsyncScript
     replay: AsyncScript
     delete_dead: AsyncScript
+    withdraw: AsyncScript
+    renew_node: AsyncScript
 
-    def __init__(self, client: Redis) -> None:
+    def __init__(self, client: Any) -> None:
         for name in NAMES:
             setattr(self, name, client.register_script(lua_source(name)))

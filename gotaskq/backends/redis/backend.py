@@ -1,0 +1,595 @@
+"""RedisBackend: the Backend protocol on Redis; every transition is one Lua script (lua/*.lua).
+
+Each script call touches one queue's keys (one Cluster slot) and at most CHUNK jobs, so no call
+holds Redis for more than a few milliseconds at any NUM_WORKERS or batch size.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from ... import keys
+from ...batching import Batcher
+from ...config import Settings
+from ...errors import (
+    BackendUnavailable,
+    Code,
+    GotaskqError,
+    IdempotencyConflict,
+    InvalidTransition,
+    JobNotFound,
+    QueueFull,
+    QueueNotFound,
+    StaleLease,
+    raise_for_code,
+)
+from ...job import MAX_ERROR_HISTORY, Job, NewJob, error_entry, now_ms, validate_queue_name
+from ...states import JobStatus
+from ..base import (
+    LEASE_EXPIRED,
+    ClaimBatch,
+    Claimed,
+    Completion,
+    Enqueued,
+    FailOutcome,
+    MinuteStats,
+    Page,
+    QueueInfo,
+    Recovered,
+)
+from ..paging import all_queues_page, decode_cursor, encode_cursor
+from .codec import claimed_job, decode_job, job_record, num, opt_text, text
+from .connection import WORKER_POOL_SIZE, guard, make_client, warn_eviction
+from .lookup import ActiveQueues, JobIndex
+from .node_lease import NodeLease
+from .scripts import Scripts
+from .wake import WakeListener
+
+log = logging.getLogger("gotaskq.redis")
+S = JobStatus
+_SCHEDULED = 1  # enqueue.lua's answer for a job created SCHEDULED (0: PENDING)
+PROMOTE_LIMIT = 500
+CHUNK = 500  # jobs per script call: ~5 us a job keeps every call under ~3 ms of Redis time
+REBUILD_ACTIVE_S = 3600.0
+
+
+class RedisBackend:
+    name = "redis"
+
+    def __init__(self, settings: Settings, client: aioredis.Redis | None = None) -> None:
+        self.settings = settings
+        self._client = client
+        self._wclient = client  # the worker's pool (claims, heartbeats, outcomes)
+        self._owns_client = client is None
+        self._aging_ms = int(settings.priority_aging * 1000)
+        self._done_ttl_ms = max(1, int(settings.complete_job_ttl * 1000))
+        self._idem_ttl_ms = int(settings.idempotency_ttl * 1000)
+        self._scripts: Scripts | None = None
+        self._nodes: NodeLease | None = None
+        self._index: JobIndex | None = None
+        self._active: ActiveQueues | None = None
+        self._wake: WakeListener | None = None
+        self._enqueuers: dict[str, Batcher[NewJob, Enqueued | GotaskqError]] = {}
+        self._rebuilt_at: int | None = None
+
+    # -- connection ------------------------------------------------------------------------
+    @property
+    def client(self) -> aioredis.Redis:
+        if self._client is None:
+            raise BackendUnavailable("backend is not connected")
+        return self._client
+
+    @property
+    def scripts(self) -> Scripts:
+        if self._scripts is None:
+            raise BackendUnavailable("backend is not connected")
+        return self._scripts
+
+    @property
+    def index(self) -> JobIndex:
+        assert self._index is not None, "backend is not connected"
+        return self._index
+
+    @property
+    def active(self) -> ActiveQueues:
+        assert self._active is not None, "backend is not connected"
+        return self._active
+
+    @property
+    def node_id(self) -> int | None:
+        return None if self._nodes is None else self._nodes.node
+
+    async def connect(self) -> None:
+        if self._client is None:
+            assert self.settings.redis_url is not None
+            self._client = make_client(self.settings.redis_url, self.settings.redis_max_connections)
+            self._wclient = make_client(self.settings.redis_url, WORKER_POOL_SIZE)
+        self._scripts = Scripts(self._client)
+        self._nodes = NodeLease(self._client, self._scripts.renew_node)
+        self._index = JobIndex(self._client)
+        self._active = ActiveQueues(self._client)
+        self._wake = WakeListener(self._client, self._active.noticed.add)
+        try:
+            await self._nodes.ids()
+            await warn_eviction(self._client)
+        except BackendUnavailable as exc:
+            # Start anyway (readyz says 503); the node id is taken on first use.
+            log.warning("redis is unreachable at start-up (%s); will keep trying", exc)
+
+    async def close(self) -> None:
+        if self._wake is not None:
+            await self._wake.close()
+        if self._nodes is not None:
+            await self._nodes.release()
+        if self._owns_client:
+            for c in {id(c): c for c in (self._client, self._wclient) if c is not None}.values():
+                await c.aclose()
+            self._client = self._wclient = None
+
+    async def ping(self) -> None:
+        async with guard():
+            await self.client.ping()
+
+    async def _run(self, script: Any, queue: str, args: Sequence[Any], *, worker: bool = False) -> Any:
+        client = self._wclient if worker else self._client
+        async with guard():
+            return await script(keys=[keys.queue_prefix(queue)], args=list(args), client=client)
+
+    # -- queues ----------------------------------------------------------------------------
+    async def create_queue(self, name: str) -> bool:
+        validate_queue_name(name)
+        async with guard():
+            # The registry set first: a queue whose meta exists is always listed.
+            await self.client.sadd(keys.QUEUES, name)
+            created = await self.client.hsetnx(keys.queue_prefix(name) + "meta", "created", now_ms())
+        return bool(created)
+
+    async def queue_exists(self, name: str) -> bool:
+        async with guard():
+            return bool(await self.client.exists(keys.queue_prefix(name) + "meta"))
+
+    async def list_queues(self) -> list[str]:
+        async with guard():
+            names = await self.client.smembers(keys.QUEUES)
+        return sorted(text(n) for n in names)
+
+    async def queue_info(self, name: str) -> QueueInfo:
+        p = keys.queue_prefix(name)
+        async with guard():
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hmget(p + "meta", ["created", "paused"])
+            for suffix in ("ready", "delayed", "running", "dead"):
+                pipe.zcard(p + suffix)
+            meta, pending, scheduled, running, dead = await pipe.execute()
+        if meta[0] is None:
+            raise QueueNotFound(f"queue {name!r} does not exist")
+        return QueueInfo(name, meta[1] == b"1", pending, scheduled, running, dead)
+
+    async def set_paused(self, name: str, paused: bool) -> QueueInfo:
+        await self.queue_info(name)
+        async with guard():
+            await self.client.hset(keys.queue_prefix(name) + "meta", "paused", "1" if paused else "0")
+            if not paused:
+                await self.client.sadd(keys.ACTIVE, name)
+                await self.client.publish(keys.WAKE_CHANNEL, name)
+        return await self.queue_info(name)
+
+    async def queue_stats(self, name: str, minutes: int) -> list[MinuteStats]:
+        await self.queue_info(name)
+        async with guard():
+            now = await self.client.time()
+            last = int(now[0]) // 60
+            span = range(last - minutes + 1, last + 1)
+            pipe = self.client.pipeline(transaction=False)
+            for minute in span:
+                pipe.hmget(f"{keys.queue_prefix(name)}stats:{minute}", ["done", "failed", "dead"])
+            rows = await pipe.execute()
+        return [MinuteStats(m, num(r[0]), num(r[1]), num(r[2])) for m, r in zip(span, rows, strict=True)]
+
+    # -- producers -------------------------------------------------------------------------
+    async def enqueue(self, spec: NewJob) -> Enqueued:
+        """Concurrent single enqueues to one queue share one script call (see Batcher)."""
+        batcher = self._enqueuers.get(spec.queue)
+        if batcher is None:
+            queue = spec.queue
+
+            async def flush(specs: list[NewJob]) -> list[Enqueued | GotaskqError]:
+                return await self._enqueue_coalesced(queue, specs)
+
+            batcher = self._enqueuers[spec.queue] = Batcher(flush)
+        out = await batcher.submit(spec)
+        if isinstance(out, GotaskqError):
+            raise out
+        return out
+
+    async def _enqueue_coalesced(self, queue: str, specs: list[NewJob]) -> list[Enqueued | GotaskqError]:
+        """One call for all; if the call is refused (having written nothing), each job gets its own answer."""
+        try:
+            return list(await self.enqueue_many(specs))
+        except BackendUnavailable:
+            raise
+        except GotaskqError as exc:
+            if len(specs) == 1:
+                return [exc]
+        results: list[Enqueued | GotaskqError] = []
+        for spec in specs:
+            try:
+                results.append((await self.enqueue_many([spec]))[0])
+            except BackendUnavailable:
+                raise
+            except GotaskqError as exc:
+                results.append(exc)
+        return results
+
+    async def enqueue_many(self, specs: Sequence[NewJob]) -> list[Enqueued]:
+        """All or nothing: a batch that needs one script call is atomic; one that needs more
+        (several queues, or more than CHUNK jobs) is checked by every call before any writes,
+        and what earlier calls wrote is withdrawn if a later one still refuses."""
+        by_queue: dict[str, list[int]] = {}
+        for i, spec in enumerate(specs):
+            by_queue.setdefault(spec.queue, []).append(i)
+        ids = list(map(str, (await self._id_source()).next_many(len(specs))))
+        calls = [(q, idxs[at : at + CHUNK]) for q, idxs in by_queue.items() for at in range(0, len(idxs), CHUNK)]
+        out: list[Enqueued | None] = [None] * len(specs)
+        if len(calls) == 1:
+            await self._enqueue_call(calls[0][0], specs, ids, calls[0][1], out)
+            return [e for e in out if e is not None]
+        await self._precheck(specs, ids, by_queue, calls)
+        done: list[tuple[str, list[int]]] = []
+        try:
+            for queue, idxs in calls:
+                await self._enqueue_call(queue, specs, ids, idxs, out)
+                done.append((queue, idxs))
+        except GotaskqError as exc:
+            await self._withdraw(done, out, exc)
+            raise
+        return [e for e in out if e is not None]
+
+    async def _id_source(self) -> Any:
+        if self._nodes is None:
+            raise BackendUnavailable("backend is not connected")
+        return await self._nodes.ids()
+
+    def _args(
+        self, queue: str, specs: Sequence[NewJob], ids: Sequence[str], idxs: Sequence[int], check: bool
+    ) -> list[Any]:
+        chunk = [specs[i] for i in idxs]
+        args: list[Any] = [
+            self._idem_ttl_ms,
+            self.settings.max_queue_depth,
+            self._aging_ms,
+            keys.WAKE_CHANNEL,
+            queue,
+            int(any(spec.idempotency_key for spec in chunk)),
+            int(check),
+        ]
+        args.extend(job_record(ids[i], specs[i]) for i in idxs)
+        return args
+
+    async def _precheck(
+        self,
+        specs: Sequence[NewJob],
+        ids: Sequence[str],
+        by_queue: dict[str, list[int]],
+        calls: list[tuple[str, list[int]]],
+    ) -> None:
+        """Every refusal reason before any write: a missing queue, no room, a key conflict, a taken id."""
+        depth = self.settings.max_queue_depth
+        for queue, idxs in by_queue.items():
+            info = await self.queue_info(queue)
+            if depth and info.pending + info.scheduled + len(idxs) > depth:
+                raise QueueFull(f"queue {queue!r} holds {depth} waiting jobs")
+        for queue, idxs in calls:
+            res = await self._run(self.scripts.enqueue, queue, self._args(queue, specs, ids, idxs, True))
+            if res[0] < 0:
+                _raise_enqueue(res)
+
+    async def _enqueue_call(
+        self, queue: str, specs: Sequence[NewJob], ids: Sequence[str], idxs: Sequence[int], out: list[Enqueued | None]
+    ) -> None:
+        job_ids = [ids[i] for i in idxs]
+        async with guard():
+            pipe = self.client.pipeline(transaction=False)
+            self.index.write(pipe, queue, job_ids)  # before the job: every stored job is indexed
+            at = len(pipe)
+            await self.scripts.enqueue(
+                keys=[keys.queue_prefix(queue)], args=self._args(queue, specs, ids, idxs, False), client=pipe
+            )
+            self.active.add(pipe, queue)  # after the job: see lookup.ActiveQueues
+            res = (await pipe.execute())[at]
+        now = res[0]
+        if now < 0:
+            await self.index.forget(job_ids)
+            _raise_enqueue(res)
+        for k, jid, outcome in zip(idxs, job_ids, res[1:], strict=True):
+            spec = specs[k]
+            if isinstance(outcome, bytes):  # an idempotent replay: the id of the job it matched
+                existing_id = outcome.decode()
+                existing = await self._get_in(queue, existing_id)
+                if existing is None:  # it vanished since the script saw it: report that honestly
+                    raise JobNotFound(f"job {existing_id}, which idempotency key replays, no longer exists")
+                out[k] = Enqueued(existing, created=False)
+                continue
+            self.index.remember(jid, queue)
+            run_at = None
+            if outcome == _SCHEDULED:
+                run_at = spec.run_at_ms if spec.run_at_ms is not None else now + spec.delay_ms
+            out[k] = Enqueued(
+                Job(
+                    id=jid,
+                    queue=queue,
+                    type=spec.type,
+                    payload=orjson.loads(spec.payload_json),  # what was stored, as memory returns
+                    priority=spec.priority,
+                    status=S.SCHEDULED if outcome == _SCHEDULED else S.PENDING,
+                    attempts=0,
+                    max_retries=spec.max_retries,
+                    timeout=spec.timeout,
+                    run_at=run_at,
+                    idempotency_key=spec.idempotency_key,
+                    created_at=now,
+                    updated_at=now,
+                ),
+                created=True,
+            )
+
+    async def _withdraw(self, done: list[tuple[str, list[int]]], out: list[Enqueued | None], exc: GotaskqError) -> None:
+        """Take back the jobs earlier calls of a refused batch created; name any a worker already took."""
+        started: list[str] = []
+        for queue, idxs in done:
+            created = [e.job.id for e in (out[i] for i in idxs) if e is not None and e.created]
+            for start in range(0, len(created), CHUNK):
+                chunk = created[start : start + CHUNK]
+                try:
+                    res = await self._run(self.scripts.withdraw, queue, chunk)
+                except BackendUnavailable:
+                    started.extend(chunk)
+                    continue
+                started.extend(jid for jid, r in zip(chunk, res, strict=True) if isinstance(r, bytes))
+                await self.index.forget(jid for jid, r in zip(chunk, res, strict=True) if r == 0)
+        if started:  # the refusal still stands; the client learns exactly which jobs exist
+            exc.args = (
+                f"{exc}; {len(started)} job(s) of this batch were already written and could not be "
+                f"withdrawn: {', '.join(started[:50])}",
+            )
+
+    async def _get_in(self, queue: str, job_id: str) -> Job | None:
+        async with guard():
+            fields: dict[bytes, bytes] = await self.client.hgetall(keys.job_key(queue, job_id))  # type: ignore[assignment]
+        return decode_job(job_id, queue, fields) if fields else None
+
+    async def _locate(self, job_id: str) -> tuple[str, dict[bytes, bytes]] | None:
+        """A job's queue and fields in two reads: the id -> queue index, then the job."""
+        queue = self.index.cached(job_id) or await self.index.queue_of(job_id)
+        if queue is None:
+            return None
+        async with guard():
+            fields: dict[bytes, bytes] = await self.client.hgetall(keys.job_key(queue, job_id))  # type: ignore[assignment]
+        if not fields:
+            return None
+        self.index.remember(job_id, queue)
+        return queue, fields
+
+    async def get_job(self, job_id: str) -> Job | None:
+        hit = await self._locate(job_id)
+        return None if hit is None else decode_job(job_id, hit[0], hit[1])
+
+    async def _queue_for(self, job_id: str) -> str:
+        hit = await self._locate(job_id)
+        if hit is None:
+            raise JobNotFound(f"job {job_id} not found")
+        return hit[0]
+
+    async def cancel(self, job_id: str) -> Job:
+        queue = await self._queue_for(job_id)
+        res = await self._run(self.scripts.cancel, queue, [job_id, self._done_ttl_ms])
+        if res[0] != Code.OK:
+            raise_for_code(res[0], job_id, opt_text(res[1]) if len(res) > 1 else None)
+        job = await self._get_in(queue, job_id)
+        if job is None:
+            raise JobNotFound(f"job {job_id} not found")
+        return job
+
+    async def _jobs(self, queue: str, ids: Sequence[str]) -> list[Job]:
+        if not ids:
+            return []
+        async with guard():
+            pipe = self.client.pipeline(transaction=False)
+            for jid in ids:
+                pipe.hgetall(keys.job_key(queue, jid))
+            rows = await pipe.execute()
+        return [decode_job(jid, queue, f) for jid, f in zip(ids, rows, strict=True) if f]
+
+    async def list_jobs(self, queue: str, status: JobStatus, limit: int, cursor: str | None) -> Page:
+        suffix = {S.PENDING: "ready", S.SCHEDULED: "delayed", S.RUNNING: "running", S.DEAD: "dead"}.get(status)
+        if suffix is None:
+            return Page([], None)
+        await self.queue_info(queue)
+        return await self._zpage(queue, suffix, limit, cursor)
+
+    async def _zpage(self, queue: str, suffix: str, limit: int, cursor: str | None) -> Page:
+        """Newest first by (score, id); the cursor is the last (score, id) returned."""
+        after = decode_cursor(cursor, queue)
+        key = keys.queue_prefix(queue) + suffix
+        top: float | str = "+inf" if after is None else after[0]
+        picked: list[tuple[float, int]] = []
+        offset = 0
+        async with guard():
+            while len(picked) <= limit:
+                rows: list[tuple[bytes, float]] = await self.client.zrevrangebyscore(  # type: ignore[assignment]
+                    key, top, "-inf", start=offset, num=limit + 1 + 64, withscores=True
+                )
+                for member, score in rows:
+                    entry = (score, int(member))
+                    if after is None or entry < after:
+                        picked.append(entry)
+                if len(rows) < limit + 1 + 64:
+                    break
+                offset += len(rows)
+        picked.sort(reverse=True)
+        page = picked[:limit]
+        jobs = await self._jobs(queue, [str(m) for _, m in page])
+        return Page(jobs, encode_cursor(queue, page[-1]) if len(picked) > limit else None)
+
+    # -- workers ---------------------------------------------------------------------------
+    async def active_queues(self) -> list[str]:
+        now = now_ms()
+        if self._rebuilt_at is None or now - self._rebuilt_at > REBUILD_ACTIVE_S * 1000:
+            self._rebuilt_at = now
+            await self.active.rebuild(await self.list_queues())
+        return await self.active.members()
+
+    async def mark_idle(self, queue: str) -> None:
+        await self.active.mark_idle(queue)
+
+    async def housekeeping(self) -> None:
+        await self.index.prune(now_ms())
+
+    async def claim(self, queue: str, count: int, lease_ms: int) -> ClaimBatch:
+        claimed: list[Claimed] = []
+        while True:
+            want = min(CHUNK, count - len(claimed))
+            args = [want, lease_ms, self._aging_ms, PROMOTE_LIMIT]
+            res = await self._run(self.scripts.claim, queue, args, worker=True)
+            if res[0] == Code.QUEUE_NOT_FOUND and len(res) == 1:
+                raise QueueNotFound(f"queue {queue!r} does not exist")
+            now = int(res[1])
+            claimed.extend(Claimed(job, job.lease) for job in (claimed_job(queue, row, now) for row in res[3:]))
+            if len(res) - 3 < want or len(claimed) >= count:
+                return ClaimBatch(claimed, None if res[0] == -1 else int(res[0]), now, res[2] == 1)
+
+    async def _chunked(self, script: Any, queue: str, head: list[Any], items: Sequence[Sequence[Any]]) -> list[bool]:
+        out: list[bool] = []
+        for start in range(0, len(items), CHUNK):
+            args = list(head)
+            for item in items[start : start + CHUNK]:
+                args.extend(item)
+            out.extend(bool(x) for x in await self._run(script, queue, args, worker=True))
+        return out
+
+    async def extend_leases(self, queue: str, leases: Sequence[tuple[str, int]], lease_ms: int) -> list[bool]:
+        return await self._chunked(self.scripts.extend_lease, queue, [lease_ms], leases)
+
+    async def complete(self, queue: str, done: Sequence[Completion]) -> list[bool]:
+        items = [(c.job_id, c.token, c.result_json) for c in done]
+        return await self._chunked(self.scripts.complete, queue, [self._done_ttl_ms], items)
+
+    async def fail(self, job: Job, token: int, error: str, retry_delay_ms: int) -> FailOutcome:
+        now = now_ms()
+        entry = error_entry(job.attempts, error, now)
+        history = [*job.errors, entry][-MAX_ERROR_HISTORY:]
+        args = [job.id, token, entry["error"], orjson.dumps(history), max(0, retry_delay_ms)]
+        args += [keys.WAKE_CHANNEL, job.queue]
+        res = await self._run(self.scripts.fail, job.queue, args, worker=True)
+        if res[0] == Code.STALE_LEASE:
+            raise StaleLease(f"lease on job {job.id} is no longer held")
+        status = S(res[1].decode())
+        after = replace(job, status=status)
+        after.last_error = entry["error"]
+        after.errors = history
+        after.updated_at = int(res[3])
+        if status is S.DEAD:
+            after.finished_at = int(res[2])
+        else:
+            after.run_at = int(res[2])
+        return FailOutcome(status, after)
+
+    async def release(self, queue: str, leases: Sequence[tuple[str, int]]) -> list[bool]:
+        return await self._chunked(self.scripts.release, queue, [self._aging_ms, keys.WAKE_CHANNEL, queue], leases)
+
+    async def recover_expired(self, queue: str, limit: int = CHUNK) -> Recovered:
+        args = [min(limit, CHUNK), self._aging_ms, LEASE_EXPIRED, keys.WAKE_CHANNEL, queue]
+        res = await self._run(self.scripts.recover_expired, queue, args, worker=True)
+        return Recovered([x.decode() for x in res[0]], [x.decode() for x in res[1]])
+
+    async def wait_for_work(self, timeout: float) -> None:
+        if self._wake is None:
+            raise BackendUnavailable("backend is not connected")
+        await self._wake.wait(timeout)
+
+    # -- dead-letter queue -----------------------------------------------------------------
+    async def list_dead(self, queue: str | None, limit: int, cursor: str | None) -> Page:
+        if queue is None:
+            return await all_queues_page(self, limit, cursor)
+        await self.queue_info(queue)
+        return await self._zpage(queue, "dead", limit, cursor)
+
+    async def _replay(self, queue: str, ids: Sequence[str]) -> list[Any]:
+        async with guard():
+            pipe = self.client.pipeline(transaction=False)
+            at = len(pipe)
+            await self.scripts.replay(
+                keys=[keys.queue_prefix(queue)], args=[self._aging_ms, keys.WAKE_CHANNEL, queue, *ids], client=pipe
+            )
+            self.active.add(pipe, queue)
+            res: list[Any] = (await pipe.execute())[at]
+        return res
+
+    async def replay(self, job_id: str) -> Job:
+        queue = await self._queue_for(job_id)
+        res = await self._replay(queue, [job_id])
+        _raise_bulk(job_id, res[0])
+        job = await self._get_in(queue, job_id)
+        if job is None:
+            raise JobNotFound(f"job {job_id} not found")
+        return job
+
+    async def replay_all(self, queue: str) -> int:
+        """Replay the jobs that were dead when the call started: not those that die again meanwhile."""
+        await self.queue_info(queue)
+        async with guard():
+            t = await self.client.time()
+        cutoff = int(t[0]) * 1000 + int(t[1]) // 1000
+        seen: set[str] = set()
+        total = 0
+        for _ in range(1_000_000):  # bounded: each pass takes up to CHUNK ids out of the DLQ
+            async with guard():
+                raw: list[bytes] = await self.client.zrangebyscore(  # type: ignore[assignment]
+                    keys.queue_prefix(queue) + "dead", "-inf", cutoff, 0, CHUNK
+                )
+            ids = [text(i) for i in raw if text(i) not in seen]
+            if not ids:
+                break
+            seen.update(ids)
+            total += sum(1 for r in await self._replay(queue, ids) if r == 0)
+        return total
+
+    async def delete_dead(self, job_id: str) -> None:
+        queue = await self._queue_for(job_id)
+        res = await self._run(self.scripts.delete_dead, queue, [job_id])
+        _raise_bulk(job_id, res[0])
+        await self.index.forget([job_id])
+
+    async def purge_dead(self, queue: str) -> int:
+        await self.queue_info(queue)
+        total = 0
+        for _ in range(1_000_000):
+            async with guard():
+                raw: list[bytes] = await self.client.zrange(  # type: ignore[assignment]
+                    keys.queue_prefix(queue) + "dead", 0, CHUNK - 1
+                )
+            ids = [text(i) for i in raw]
+            if not ids:
+                break
+            res = await self._run(self.scripts.delete_dead, queue, ids)
+            total += sum(1 for r in res if r == 0)
+            await self.index.forget(jid for jid, r in zip(ids, res, strict=True) if r == 0)
+        return total
+
+
+def _raise_enqueue(res: list[Any]) -> None:
+    if res[0] == Code.DUPLICATE:
+        raise IdempotencyConflict("idempotency key was used for a different job", opt_text(res[2]) or "")
+    raise_for_code(res[0], status=None)
+
+
+def _raise_bulk(job_id: str, code: int | bytes) -> None:
+    if isinstance(code, bytes):
+        raise InvalidTransition(f"job {job_id} is {code.decode()}", code.decode())
+    raise_for_code(code, job_id)
