@@ -239,8 +239,6 @@ class Worker:
             if batch.next_due_ms is not None:
                 due_in = float(batch.next_due_ms - batch.now_ms)
                 next_due = due_in if next_due is None else min(next_due, due_in)
-        if failed == n:
-            raise BackendUnavailable("claiming failed for every queue")
         if failed:  # retry the failed queues after their backoff, not after a full idle poll
             next_due = 100.0 if next_due is None else min(next_due, 100.0)
         if got:
