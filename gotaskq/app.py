@@ -11,7 +11,7 @@ from .backends.base import Backend, Enqueued, MinuteStats, Page, QueueInfo
 from .config import Settings
 from .errors import BackendUnavailable, QueueNotFound
 from .handlers import Handler, HandlerRegistry
-from .job import Job, JSONValue, NewJob, validate_job_id, validate_queue_name
+from .job import Job, JSONValue, NewJob, job_from_fields, validate_job_id, validate_queue_name
 from .metrics import Metrics
 from .states import JobStatus
 
@@ -96,26 +96,33 @@ class App:
         type: str,
         payload: JSONValue = None,
         *,
-        queue: str = DEFAULT_QUEUE,
-        priority: int = 0,
-        delay: float = 0,
-        run_at: float | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        delay: float | None = None,
+        run_at: float | str | None = None,
         max_retries: int | None = None,
         timeout: float | None = None,
         idempotency_key: str | None = None,
     ) -> NewJob:
-        """A validated job request, with MAX_RETRIES and JOB_TIMEOUT as defaults."""
-        return NewJob.build(
-            type,
-            payload,
-            queue=queue,
-            priority=priority,
-            delay=delay,
-            run_at=run_at,
-            max_retries=self.settings.max_retries if max_retries is None else max_retries,
-            timeout=self.settings.job_timeout if timeout is None else timeout,
-            idempotency_key=idempotency_key,
-        )
+        """A validated job request (see gotaskq.job.JOB_REQUEST_FIELDS); None means the default,
+        and MAX_RETRIES and JOB_TIMEOUT are the defaults of ``max_retries`` and ``timeout``."""
+        values: dict[str, Any] = {"type": type, "payload": payload}
+        # Only what is given (None is the default): a check costs as much as this test ten times.
+        if queue is not None:
+            values["queue"] = queue
+        if priority is not None:
+            values["priority"] = priority
+        if delay is not None:
+            values["delay"] = delay
+        if run_at is not None:
+            values["run_at"] = run_at
+        if max_retries is not None:
+            values["max_retries"] = max_retries
+        if timeout is not None:
+            values["timeout"] = timeout
+        if idempotency_key is not None:
+            values["idempotency_key"] = idempotency_key
+        return job_from_fields(values, self.settings.max_retries, self.settings.job_timeout)
 
     async def enqueue(self, type: str, payload: JSONValue = None, **options: Any) -> Job:
         """Enqueue one job and return it once persisted. Options as in ``new_job``."""

@@ -7,7 +7,10 @@ import hashlib
 import math
 import re
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
 from typing import Any, TypedDict
 
 import orjson
@@ -21,11 +24,14 @@ TYPE_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
 MAX_PRIORITY = 10
 MAX_RETRIES_LIMIT = 100
 MAX_IDEMPOTENCY_KEY = 255
-MAX_DELAY_MS = 366 * 24 * 3600 * 1000  # a year and a day: later than that is a mistake
+MAX_DELAY_S = 366 * 24 * 3600  # a year and a day: later than that is a mistake
+MAX_DELAY_MS = MAX_DELAY_S * 1000
+MIN_TIMEOUT_S = 0.001
 MAX_TIMEOUT_S = 24 * 3600.0
 MAX_ERROR_CHARS = 2000
 MAX_ERROR_HISTORY = 10
 MAX_RESULT_BYTES = 64 * 1024
+MAX_REMEMBERED_NAMES = 4096  # per pattern field (type, queue): valid values remembered
 
 JSONValue = Any  # any value orjson can serialise; kept as an alias so signatures say what they mean
 
@@ -164,67 +170,32 @@ class NewJob:
         type: str,
         payload: JSONValue = None,
         *,
-        queue: str = "default",
-        priority: int = 0,
-        delay: float = 0,
-        run_at: float | None = None,
-        max_retries: int = 3,
-        timeout: float = 300.0,
+        queue: str | None = None,
+        priority: int | None = None,
+        delay: float | None = None,
+        run_at: float | str | None = None,
+        max_retries: int | None = None,
+        timeout: float | None = None,
         idempotency_key: str | None = None,
     ) -> NewJob:
-        """Validate every field; raise ``InvalidInput`` naming each bad one.
+        """Validate every field against JOB_REQUEST_FIELDS; raise ``InvalidInput`` naming each bad one.
 
-        ``delay`` is in seconds from now; ``run_at`` is epoch seconds (not with ``delay``).
+        ``delay`` is in seconds from now; ``run_at`` is epoch seconds or RFC 3339 (not with a
+        non-zero ``delay``). None means the default, as null does in JSON.
         """
-        errs: dict[str, str] = {}
-        if not isinstance(type, str) or not TYPE_RE.fullmatch(type):
-            errs["type"] = "must be 1-128 characters of A-Z a-z 0-9 _ . : -"
-        if not isinstance(queue, str) or not QUEUE_NAME_RE.fullmatch(queue):
-            errs["queue"] = "must be 1-64 characters of A-Z a-z 0-9 _ . -"
-        if not _is_int(priority) or not 0 <= priority <= MAX_PRIORITY:
-            errs["priority"] = f"must be an integer from 0 to {MAX_PRIORITY}"
-        delay_ms = 0
-        if not _is_number(delay) or delay < 0 or delay * 1000 > MAX_DELAY_MS:
-            errs["delay"] = "must be a number of seconds from 0 to 31622400"
-        else:
-            delay_ms = math.ceil(delay * 1000)
-        run_at_ms: int | None = None
-        if run_at is not None:
-            if delay:
-                errs["run_at"] = "give either run_at or delay, not both"
-            elif not _is_number(run_at) or not 0 <= run_at * 1000 <= now_ms() + MAX_DELAY_MS:
-                errs["run_at"] = "must be a time within the next 366 days"
-            else:
-                run_at_ms = int(run_at * 1000)
-        if not _is_int(max_retries) or not 0 <= max_retries <= MAX_RETRIES_LIMIT:
-            errs["max_retries"] = f"must be an integer from 0 to {MAX_RETRIES_LIMIT}"
-        if not _is_number(timeout) or not 0.001 <= timeout <= MAX_TIMEOUT_S:
-            errs["timeout"] = "must be a number of seconds from 0.001 to 86400"
-        if idempotency_key is not None and (
-            not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY
-        ):
-            errs["idempotency_key"] = "must be a string of 1 to 255 characters"
-        payload_json = b"null"
-        try:
-            payload_json = orjson.dumps(payload)
-        except (TypeError, orjson.JSONEncodeError):
-            errs["payload"] = "must be a JSON value"
-        if errs:
-            raise InvalidInput("invalid job: " + ", ".join(sorted(errs)), errs)
-        job = object.__new__(cls)
-        job.__dict__.update(
-            type=type,
-            payload=payload,
-            payload_json=payload_json,
-            queue=queue,
-            priority=int(priority),
-            delay_ms=delay_ms,
-            run_at_ms=run_at_ms,
-            max_retries=int(max_retries),
-            timeout=float(timeout),
-            idempotency_key=idempotency_key,
+        return job_from_fields(
+            {
+                "type": type,
+                "payload": payload,
+                "queue": queue,
+                "priority": priority,
+                "delay": delay,
+                "run_at": run_at,
+                "max_retries": max_retries,
+                "timeout": timeout,
+                "idempotency_key": idempotency_key,
+            }
         )
-        return job
 
     def fingerprint(self) -> str:
         """What makes two requests 'the same job' for idempotency (the key itself excluded)."""
@@ -237,14 +208,277 @@ class NewJob:
         return hashlib.blake2b(body, digest_size=12).hexdigest()
 
 
-def _is_int(v: object) -> bool:
-    return type(v) is int or (isinstance(v, int) and not isinstance(v, bool))
+# -- what a job request may contain: one table, for the validation and for /openapi.json ------------
 
 
-def _is_number(v: object) -> bool:
-    if _is_int(v):
-        return abs(v) < 2**63  # type: ignore[arg-type]  # also keeps math.isfinite off huge ints
-    return isinstance(v, float) and math.isfinite(v)
+class Refusal:
+    """What a field check returns for a value it refuses: the 422 message naming the rule."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"Refusal({self.message!r})"
+
+
+Check = Callable[[Any], Any]  # the value as the job keeps it, or a Refusal
+
+
+@dataclass(frozen=True, slots=True)
+class JobField:
+    """One field of a job request. ``check`` (derived from the rest) is what the server runs;
+    gotaskq.api.openapi derives the JobRequest schema from the same attributes.
+
+    ``kind``: string, integer (integral numbers: 7.0 is 7), number, time (RFC 3339 or epoch
+    seconds, at most ``maximum`` seconds after now), or any (a JSON value). Every optional
+    field takes null for "not given": its default applies. The checked value is kept in the
+    NewJob attribute ``attr``: seconds of a time, or of a number with ``attr`` ``*_ms``, as
+    integer milliseconds (a delay rounded up, a time down).
+    """
+
+    name: str
+    kind: str
+    description: str
+    message: str
+    required: bool = False
+    default: JSONValue = None  # the JSON default, when it is not a setting
+    default_setting: str | None = None  # the environment setting that gives the default
+    minimum: float | None = None
+    maximum: float | None = None
+    pattern: re.Pattern[str] | None = None
+    min_length: int | None = None
+    max_length: int | None = None
+    attr: str = ""  # the NewJob attribute; the name when empty
+    check: Check = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "attr", self.attr or self.name)
+        object.__setattr__(self, "check", _make_check(self))
+
+
+def _make_check(f: JobField) -> Check:
+    bad = Refusal(f.message)
+    lo = -math.inf if f.minimum is None else f.minimum
+    hi = math.inf if f.maximum is None else f.maximum
+    if f.kind == "string" and f.pattern is not None:
+        fullmatch = f.pattern.fullmatch
+        seen: set[str] = set()  # the names that matched: a set lookup is a tenth of a regex match
+
+        def check_pattern(v: Any) -> Any:
+            if type(v) is str and v in seen:
+                return v
+            if isinstance(v, str) and fullmatch(v):
+                if len(seen) < MAX_REMEMBERED_NAMES and type(v) is str:
+                    seen.add(v)
+                return v
+            return bad
+
+        return check_pattern
+    if f.kind == "string":
+        shortest, longest = f.min_length or 0, f.max_length or math.inf
+
+        def check_string(v: Any) -> Any:
+            return v if isinstance(v, str) and shortest <= len(v) <= longest else bad
+
+        return check_string
+    if f.kind == "integer":
+
+        def check_integer(v: Any) -> Any:
+            # JSON has one number type: 7.0 is the integer 7 (as JSON Schema says); 7.5 is not.
+            if type(v) is int:
+                return v if lo <= v <= hi else bad
+            if isinstance(v, int) and not isinstance(v, bool):
+                return int(v) if lo <= v <= hi else bad
+            if isinstance(v, float) and v.is_integer() and lo <= v <= hi:
+                return int(v)
+            return bad
+
+        return check_integer
+    if f.kind == "number" and f.attr.endswith("_ms"):
+
+        def check_ms(v: Any) -> Any:
+            if (type(v) is float or type(v) is int) and lo <= v <= hi:
+                return math.ceil(v * 1000)
+            if isinstance(v, int | float) and not isinstance(v, bool) and lo <= v <= hi:
+                return math.ceil(float(v) * 1000)
+            return bad
+
+        return check_ms
+    if f.kind == "number":
+
+        def check_number(v: Any) -> Any:
+            # NaN fails both comparisons; an int of any size compares exactly with the bounds.
+            if type(v) is float:
+                return v if lo <= v <= hi else bad
+            if isinstance(v, int | float) and not isinstance(v, bool) and lo <= v <= hi:
+                return float(v)
+            return bad
+
+        return check_number
+    if f.kind == "time":
+        bad_text = Refusal("must be an RFC 3339 time with an offset, or epoch seconds")
+
+        def check_time(v: Any) -> Any:
+            if isinstance(v, str):
+                try:
+                    v = rfc3339_seconds(v)
+                except ValueError:
+                    return bad_text
+            elif not isinstance(v, int | float) or isinstance(v, bool):
+                return bad
+            return int(v * 1000) if lo <= v <= run_at_horizon() else bad
+
+        return check_time
+    if f.kind == "any":
+        return lambda v: v  # orjson.dumps decides (job_from_fields)
+    raise ValueError(f"unknown kind {f.kind!r}")
+
+
+RFC3339_RE = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def rfc3339_seconds(text: str) -> float:
+    """Epoch seconds of an RFC 3339 timestamp; ValueError when it is not one."""
+    if not RFC3339_RE.fullmatch(text):
+        raise ValueError(text)
+    try:
+        return datetime.fromisoformat(text.upper()).timestamp()
+    except OverflowError:
+        raise ValueError(text) from None
+
+
+def run_at_horizon() -> float:
+    """The latest run_at accepted now, in epoch seconds: MAX_DELAY_S from now."""
+    return (now_ms() + MAX_DELAY_MS) / 1000
+
+
+DEFAULT_QUEUE = "default"
+DEFAULT_MAX_RETRIES = 3  # as NewJob.build's; App.new_job takes MAX_RETRIES and JOB_TIMEOUT instead
+DEFAULT_TIMEOUT = 300.0
+JOB_REQUEST_FIELDS: tuple[JobField, ...] = (
+    JobField(
+        "type",
+        "string",
+        "The job type: which handler runs it",
+        "must be 1-128 characters of A-Z a-z 0-9 _ . : -",
+        required=True,
+        pattern=TYPE_RE,
+    ),
+    JobField("payload", "any", "Any JSON value, handed to the handler", "must be a JSON value"),
+    JobField(
+        "queue",
+        "string",
+        "The queue to put the job on",
+        "must be 1-64 characters of A-Z a-z 0-9 _ . -",
+        default=DEFAULT_QUEUE,
+        pattern=QUEUE_NAME_RE,
+    ),
+    JobField(
+        "priority",
+        "integer",
+        "Higher is claimed first",
+        f"must be an integer from 0 to {MAX_PRIORITY}",
+        default=0,
+        minimum=0,
+        maximum=MAX_PRIORITY,
+    ),
+    JobField(
+        "delay",
+        "number",
+        "Seconds from now before the job may run",
+        f"must be a number of seconds from 0 to {MAX_DELAY_S}",
+        default=0,
+        minimum=0,
+        maximum=MAX_DELAY_S,
+        attr="delay_ms",
+    ),
+    JobField(
+        "run_at",
+        "time",
+        f"When the job may run: RFC 3339 with an offset, or epoch seconds; from 1970 to {MAX_DELAY_S} s"
+        " (366 days) after now; a past time runs now. Not with a non-zero delay",
+        f"must be a time within the next {MAX_DELAY_MS // 86_400_000} days",
+        minimum=0,
+        maximum=MAX_DELAY_S,  # seconds after now (see run_at_horizon)
+        attr="run_at_ms",
+    ),
+    JobField(
+        "max_retries",
+        "integer",
+        "Retries after the first attempt",
+        f"must be an integer from 0 to {MAX_RETRIES_LIMIT}",
+        default_setting="MAX_RETRIES",
+        minimum=0,
+        maximum=MAX_RETRIES_LIMIT,
+    ),
+    JobField(
+        "timeout",
+        "number",
+        "Seconds an attempt may run",
+        f"must be a number of seconds from {MIN_TIMEOUT_S} to {MAX_TIMEOUT_S:.0f}",
+        default_setting="JOB_TIMEOUT",
+        minimum=MIN_TIMEOUT_S,
+        maximum=MAX_TIMEOUT_S,
+    ),
+    JobField(
+        "idempotency_key",
+        "string",
+        "A second request with the same key and job answers the first job (200); another job, 409",
+        f"must be a string of 1 to {MAX_IDEMPOTENCY_KEY} characters",
+        min_length=1,
+        max_length=MAX_IDEMPOTENCY_KEY,
+    ),
+)
+JOB_FIELDS_BY_NAME = MappingProxyType({f.name: f for f in JOB_REQUEST_FIELDS})
+_CHECKS = {f.name: (f.attr, f.check) for f in JOB_REQUEST_FIELDS}  # a dict: MappingProxyType.get is slower
+_DEFAULTS: dict[str, Any] = {
+    **{f.attr: f.default for f in JOB_REQUEST_FIELDS if not f.required},
+    "payload_json": b"null",
+}
+RUN_AT_WITH_DELAY = "give either run_at or delay, not both"
+
+
+def job_from_fields(
+    values: Mapping[str, Any],
+    max_retries: int = DEFAULT_MAX_RETRIES,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> NewJob:
+    """A NewJob from request fields, each checked by its JobField; null (None) means the default.
+
+    Raises ``InvalidInput`` whose fields name each bad field, and each unknown one.
+    """
+    errs: dict[str, str] = {}
+    job = object.__new__(NewJob)
+    kept = job.__dict__  # filled in place: what a frozen dataclass __init__ would set
+    kept.update(_DEFAULTS)
+    kept["max_retries"] = max_retries
+    kept["timeout"] = timeout
+    for name, value in values.items():
+        entry = _CHECKS.get(name)
+        if entry is None:
+            errs[name] = "unknown field"
+        elif value is not None or name == "type":  # null: the default (type has none)
+            v = entry[1](value)
+            if type(v) is Refusal:
+                errs[name] = v.message
+            else:
+                kept[entry[0]] = v
+    if "type" not in kept and "type" not in errs:
+        errs["type"] = "is required"
+    if kept["run_at_ms"] is not None and kept["delay_ms"]:
+        errs["run_at"] = RUN_AT_WITH_DELAY
+    if kept["payload"] is not None:
+        try:
+            kept["payload_json"] = orjson.dumps(kept["payload"])
+        except (TypeError, orjson.JSONEncodeError):
+            errs["payload"] = "must be a JSON value"
+    if errs:
+        raise InvalidInput("invalid job: " + ", ".join(sorted(errs)), errs)
+    return job
 
 
 def error_entry(attempt: int, message: str, at_ms: int) -> dict[str, Any]:

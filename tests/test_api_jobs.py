@@ -55,10 +55,14 @@ async def test_payload_defaults_to_null(api: Api) -> None:
     assert (await api.job())["payload"] is None
 
 
-@pytest.mark.parametrize("field", ["run_at", "max_retries", "timeout", "idempotency_key"])
+@pytest.mark.parametrize(
+    "field", ["payload", "queue", "priority", "delay", "run_at", "max_retries", "timeout", "idempotency_key"]
+)
 async def test_null_means_default(api: Api, field: str) -> None:
     r = await api.client.post("/jobs", json={"type": "t", field: None})
     assert r.status_code == 201, r.text
+    defaults = {"payload": None, "queue": "default", "priority": 0, "run_at": None, "max_retries": 3, "timeout": 300.0}
+    assert {k: r.json()[k] for k in defaults} == defaults
 
 
 @pytest.mark.parametrize(
@@ -128,20 +132,19 @@ async def test_unknown_fields_are_named(api: Api) -> None:
         ("queue", "bad name"),
         ("queue", "default\n"),
         ("queue", 1),
-        ("queue", None),
         ("priority", "5"),
         ("priority", True),
-        ("priority", 1.0),
+        ("priority", 1.5),
+        ("priority", 11.0),
         ("priority", -1),
         ("priority", 11),
         ("priority", 18446744073709551615),
         ("priority", 18446744073709551616),
-        ("priority", None),
         ("delay", "5"),
         ("delay", False),
         ("delay", -1),
         ("delay", 10**9),
-        ("delay", None),
+        ("delay", 31622400.01),
         ("max_retries", 101),
         ("max_retries", 2.5),
         ("max_retries", True),
@@ -149,6 +152,8 @@ async def test_unknown_fields_are_named(api: Api) -> None:
         ("timeout", -1),
         ("timeout", "30s"),
         ("timeout", 10**6),
+        ("timeout", 0.0009),
+        ("timeout", 86400.01),
         ("idempotency_key", ""),
         ("idempotency_key", "k" * 256),
         ("idempotency_key", 12),

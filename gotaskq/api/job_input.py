@@ -1,56 +1,45 @@
-"""The JSON job request: its fields and types, turned into a validated NewJob."""
+"""The JSON job request, turned into a validated NewJob by the one table of its fields
+(gotaskq.job.JOB_REQUEST_FIELDS, which /openapi.json is derived from too)."""
 
 from __future__ import annotations
 
-import re
-from datetime import datetime
 from typing import Any
 
 from ..app import App
 from ..errors import InvalidInput
-from ..job import NewJob
+from ..job import JOB_FIELDS_BY_NAME, NewJob, job_from_fields, rfc3339_seconds
 from .body import contains_out_of_range
 from .errors import invalid_json
 
-JOB_FIELDS = frozenset(
-    {"type", "payload", "queue", "priority", "delay", "run_at", "max_retries", "timeout", "idempotency_key"}
-)
-NULL_MEANS_DEFAULT = frozenset({"run_at", "max_retries", "timeout", "idempotency_key"})
+__all__ = ["JOB_FIELDS", "MAX_BATCH", "job_from_json", "jobs_from_batch", "rfc3339_seconds"]
+
+JOB_FIELDS = frozenset(JOB_FIELDS_BY_NAME)
 MAX_BATCH = 1000
 MAX_UNKNOWN_REPORTED = 20
-_RFC3339 = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})"
-)
+MAX_KEY_REPORTED = 64
 
 
 def job_from_json(app: App, obj: object, where: str = "") -> NewJob:
     """Validate one job object; InvalidInput names each bad field (prefixed by ``where``)."""
     if not isinstance(obj, dict):
         raise InvalidInput("a job must be a JSON object", {where or "body": "must be a JSON object"})
-    errs = {} if JOB_FIELDS.issuperset(obj) else _unknown_fields(obj, JOB_FIELDS)
-    kw: dict[str, Any] = {
-        k: v for k, v in obj.items() if k in JOB_FIELDS and not (v is None and k in NULL_MEANS_DEFAULT)
-    }
-    if "type" not in kw:
-        errs["type"] = "is required"
-    if isinstance(kw.get("run_at"), str):
-        try:
-            kw["run_at"] = rfc3339_seconds(kw["run_at"])
-        except ValueError:
-            errs["run_at"] = "must be an RFC 3339 time with an offset, or epoch seconds"
-    for name in errs:
-        kw.pop(name, None)
-    kw.setdefault("type", "placeholder")
+    settings = app.settings
     try:
-        spec = app.new_job(**kw)
+        return job_from_fields(obj, settings.max_retries, settings.job_timeout)
     except InvalidInput as exc:
-        if "payload" in exc.fields and contains_out_of_range(obj.get("payload")):
-            raise invalid_json("payload holds a number outside the range of a double") from None
-        errs = {**exc.fields, **errs}
-    if errs:
-        fields = {_key(where, k): v for k, v in errs.items()}
-        raise InvalidInput("invalid job: " + ", ".join(sorted(fields)), fields)
-    return spec
+        errs = exc.fields
+    if "payload" in errs and contains_out_of_range(obj.get("payload")):
+        raise invalid_json("payload holds a number outside the range of a double") from None
+    fields: dict[str, str] = {}
+    unknown = 0
+    for name, message in errs.items():
+        if name not in JOB_FIELDS:
+            unknown += 1
+            if unknown > MAX_UNKNOWN_REPORTED:
+                continue
+            name = name[:MAX_KEY_REPORTED]
+        fields[f"{where}.{name}" if where else name] = message
+    raise InvalidInput("invalid job: " + ", ".join(sorted(fields)), fields)
 
 
 def jobs_from_batch(app: App, body: object) -> list[NewJob]:
@@ -73,20 +62,6 @@ def jobs_from_batch(app: App, body: object) -> list[NewJob]:
     return specs
 
 
-def rfc3339_seconds(text: str) -> float:
-    """Epoch seconds of an RFC 3339 timestamp; ValueError when it is not one."""
-    if not _RFC3339.fullmatch(text):
-        raise ValueError(text)
-    try:
-        return datetime.fromisoformat(text.upper()).timestamp()
-    except OverflowError:
-        raise ValueError(text) from None
-
-
 def _unknown_fields(obj: dict[str, Any], known: frozenset[str]) -> dict[str, str]:
     unknown = [k for k in obj if k not in known][:MAX_UNKNOWN_REPORTED]
-    return {k[:64]: "unknown field" for k in unknown}
-
-
-def _key(where: str, name: str) -> str:
-    return f"{where}.{name}" if where else name
+    return {k[:MAX_KEY_REPORTED]: "unknown field" for k in unknown}
