@@ -95,7 +95,7 @@ async def test_get_dead_job(api: Api) -> None:
     assert r.json()["status"] == "DEAD"
 
 
-@pytest.mark.parametrize("job_id", ["1", "x", "replay", "%0A", "1%0A"])
+@pytest.mark.parametrize("job_id", ["1", "x", "%0A", "1%0A"])  # "replay": 405 (test_api_misc)
 async def test_get_unknown_dead_job_is_404(api: Api, job_id: str) -> None:
     r = await api.client.get(f"/dlq/{job_id}")
     assert r.status_code == 404

@@ -1,12 +1,20 @@
-"""The OpenAPI 3.1 document of the HTTP API, written as data."""
+"""The OpenAPI 3.1 document of the HTTP API, written as data.
+
+What a job request may contain is not written here: the JobRequest schema is derived from
+gotaskq.job.JOB_REQUEST_FIELDS, the table the server validates with, and the query parameters
+from the patterns and limits of gotaskq.api.params, so the document and the checks cannot drift.
+"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from re import Pattern
 from typing import Any
 
-from ..job import MAX_IDEMPOTENCY_KEY, MAX_PRIORITY, MAX_RETRIES_LIMIT
+from ..job import JOB_ID_RE, JOB_REQUEST_FIELDS, QUEUE_NAME_RE, JobField, run_at_horizon
+from .admin import DEFAULT_STATS_MINUTES, LISTABLE, MAX_STATS_MINUTES
 from .job_input import MAX_BATCH
-from .params import DEFAULT_LIMIT, MAX_LIMIT
+from .params import CURSOR_RE, DEFAULT_LIMIT, MAX_LIMIT
 
 Schema = dict[str, Any]
 
@@ -15,6 +23,7 @@ ERROR_TEXT = {
     401: "Missing or wrong bearer token (unauthorized)",
     403: "The admin API is read-only (read_only)",
     404: "Not found (not_found, job_not_found, queue_not_found)",
+    405: "Method not allowed on this path (method_not_allowed); Allow lists the methods",
     409: "Wrong job state or idempotency key reused (invalid_state, idempotency_conflict)",
     413: "Body larger than MAX_BODY_BYTES (payload_too_large)",
     422: "Invalid input; fields names each bad one (validation_error)",
@@ -69,9 +78,14 @@ def _param(name: str, where: str, schema: Schema, description: str, required: bo
     }
 
 
-JOB_ID = _param("id", "path", {"type": "string", "pattern": "^[0-9]{1,20}$"}, "Job id")
+def _pattern(regex: Pattern[str]) -> str:
+    """A Python regex the server applies with fullmatch, as a JSON Schema (ECMA 262) pattern."""
+    return f"^{regex.pattern}$"
+
+
+JOB_ID = _param("id", "path", {"type": "string", "pattern": _pattern(JOB_ID_RE)}, "Job id")
 QUEUE_NAME = _param("name", "path", _ref("QueueName"), "Queue name")
-QUEUE_QUERY = _param("queue", "query", _ref("QueueName"), "Only this queue")
+QUEUE_QUERY = _param("queue", "query", _ref("QueueName"), "Only this queue; absent: every queue")
 QUEUE_REQUIRED = _param("queue", "query", _ref("QueueName"), "The queue", required=True)
 LIMIT = _param(
     "limit",
@@ -79,7 +93,12 @@ LIMIT = _param(
     {"type": "integer", "minimum": 1, "default": DEFAULT_LIMIT},
     f"Page size; values above {MAX_LIMIT} are capped",
 )
-CURSOR = _param("cursor", "query", {"type": "string"}, "next_cursor of the previous page")
+CURSOR = _param(
+    "cursor",
+    "query",
+    {"type": "string", "pattern": f"^({CURSOR_RE.pattern})?$"},
+    "next_cursor of the previous page; absent or empty: the first page",
+)
 
 JOB = _json(_ref("Job"), "The job")
 QUEUE = _json(_ref("QueueInfo"), "The queue")
@@ -208,9 +227,8 @@ def _paths() -> dict[str, Schema]:
                     _param(
                         "state",
                         "query",
-                        {"enum": ["pending", "scheduled", "running", "dead"]},
-                        "Which state",
-                        required=True,
+                        {"type": "string", "enum": list(LISTABLE), "default": "pending"},
+                        "Which state; absent: pending",
                     ),
                     LIMIT,
                     CURSOR,
@@ -225,7 +243,17 @@ def _paths() -> dict[str, Schema]:
                 (*ADMIN_READ_ERRORS, 404, 422),
                 parameters=[
                     QUEUE_NAME,
-                    _param("minutes", "query", {"type": "integer", "minimum": 1, "maximum": 120}, "How many"),
+                    _param(
+                        "minutes",
+                        "query",
+                        {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": MAX_STATS_MINUTES,
+                            "default": DEFAULT_STATS_MINUTES,
+                        },
+                        "How many minutes, up to now",
+                    ),
                 ],
             )
         },
@@ -284,35 +312,8 @@ def _status(value: str) -> Schema:
 def _schemas() -> dict[str, Schema]:
     nullable_time = {"type": ["string", "null"], "format": "date-time"}
     return {
-        "QueueName": {"type": "string", "pattern": "^[A-Za-z0-9_.\\-]{1,64}$"},
-        "JobRequest": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["type"],
-            "properties": {
-                "type": {"type": "string", "pattern": "^[A-Za-z0-9_.:\\-]{1,128}$"},
-                "payload": {"description": "Any JSON value", "default": None},
-                "queue": {**_ref("QueueName"), "default": "default"},
-                "priority": {"type": "integer", "minimum": 0, "maximum": MAX_PRIORITY, "default": 0},
-                "delay": {"type": "number", "minimum": 0, "description": "Seconds from now"},
-                "run_at": {
-                    "oneOf": [{"type": "string", "format": "date-time"}, {"type": "number"}],
-                    "description": "RFC 3339 or epoch seconds; not with a non-zero delay",
-                },
-                "max_retries": {
-                    "type": "integer",
-                    "minimum": 0,
-                    "maximum": MAX_RETRIES_LIMIT,
-                    "description": "Default MAX_RETRIES",
-                },
-                "timeout": {
-                    "type": "number",
-                    "exclusiveMinimum": 0,
-                    "description": "Seconds; default JOB_TIMEOUT",
-                },
-                "idempotency_key": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY},
-            },
-        },
+        "QueueName": {"type": "string", "pattern": _pattern(QUEUE_NAME_RE)},
+        "JobRequest": job_request_schema(),
         "BatchRequest": {
             "type": "object",
             "additionalProperties": False,
@@ -389,9 +390,88 @@ def _schemas() -> dict[str, Schema]:
     }
 
 
+NULL_RULE = "null on an optional field means the field is not given: its default applies"
+
+
+def job_request_schema() -> Schema:
+    """The JobRequest schema, from the table the server validates with (JOB_REQUEST_FIELDS)."""
+    return {
+        "type": "object",
+        "description": f"A job to enqueue. {NULL_RULE[0].upper()}{NULL_RULE[1:]}.",
+        "additionalProperties": False,
+        "required": [f.name for f in JOB_REQUEST_FIELDS if f.required],
+        "properties": {f.name: job_field_schema(f) for f in JOB_REQUEST_FIELDS},
+        # run_at with a non-zero delay is refused (a zero or null delay is no delay).
+        "not": {
+            "required": ["run_at", "delay"],
+            "properties": {
+                "run_at": {"type": ["string", "number"]},
+                "delay": {"type": "number", "exclusiveMinimum": 0},
+            },
+        },
+    }
+
+
+def job_field_schema(f: JobField) -> Schema:
+    description = f.description
+    if f.default_setting is not None:
+        description += f"; default: the {f.default_setting} setting"
+    schema: Schema = {"description": description}
+    if f.kind == "any":
+        schema["default"] = f.default
+        return schema
+    if f.kind == "time":
+        assert f.maximum is not None
+        schema["anyOf"] = [
+            {"type": "string", "format": "date-time", "pattern": run_at_text_pattern(run_at_horizon())},
+            # The horizon when this document was served: it only moves later.
+            {"type": "number", "minimum": f.minimum, "maximum": run_at_horizon()},
+            {"type": "null"},
+        ]
+        schema["x-max-seconds-after-now"] = f.maximum
+        return schema
+    schema["type"] = f.kind if f.required else [f.kind, "null"]
+    if f.pattern is not None:
+        schema["pattern"] = _pattern(f.pattern)
+    for keyword, value in (
+        ("minLength", f.min_length),
+        ("maxLength", f.max_length),
+        ("minimum", f.minimum),
+        ("maximum", f.maximum),
+    ):
+        if value is not None:
+            schema[keyword] = value
+    if f.default is not None:
+        schema["default"] = f.default
+    return schema
+
+
+def run_at_text_pattern(horizon: float) -> str:
+    """The RFC 3339 run_at times this document promises, as a pattern: the server's syntax
+    (gotaskq.job.RFC3339_RE; no leap second, offsets under 24 h) with a local date from
+    1971-01-01 to two days before ``horizon``, so that whatever the offset the time is
+    between 1970 and the horizon. (JSON Schema cannot bound a date-time; the day or two at each
+    end that the server also takes are in the field's description.)"""
+    last = datetime.fromtimestamp(horizon, UTC).date() - timedelta(days=2)
+    years = "|".join(str(y) for y in range(1971, last.year))
+    months = "|".join(f"{m:02d}" for m in range(1, last.month))
+    days = "|".join(f"{d:02d}" for d in range(1, last.day + 1))
+    up_to_last = (
+        f"{last.year}-(({months})-[0-9]{{2}}|{last.month:02d}-({days}))"
+        if months
+        else (f"{last.year}-{last.month:02d}-({days})")
+    )
+    date = f"(({years})-[0-9]{{2}}-[0-9]{{2}}|{up_to_last})"
+    clock = "([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?"
+    offset = "([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
+    pattern = f"^{date}[Tt ]{clock}{offset}$"
+    return pattern
+
+
 def _error_responses() -> dict[str, Schema]:
     out = {f"E{code}": _json(_ref("Error"), text) for code, text in ERROR_TEXT.items()}
     out["E401"]["headers"] = {"WWW-Authenticate": {"schema": {"type": "string", "const": "Bearer"}}}
+    out["E405"]["headers"] = {"Allow": {"schema": {"type": "string"}}}
     out["E429"]["headers"] = {"Retry-After": {"schema": {"type": "integer"}}}
     return out
 

@@ -13,6 +13,8 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 _DIGITS = re.compile(r"[0-9]+")
 QUEUE_NAME_RULE = "queue name must be 1-64 characters of A-Z a-z 0-9 _ . -"
+# What encode_cursor (gotaskq.backends.paging) writes: <queue>:<score>:<id>.
+CURSOR_RE = re.compile(rf"{QUEUE_NAME_RE.pattern}:-?[0-9]{{1,20}}:-?[0-9]{{1,20}}")
 
 
 def job_id(request: Request) -> str:
@@ -37,9 +39,9 @@ def path_queue(request: Request) -> str:
 
 
 def optional_queue(request: Request) -> str | None:
-    """``?queue=``; absent or empty means every queue."""
+    """``?queue=``; absent means every queue (empty is no queue name: 422)."""
     raw = request.query_params.get("queue")
-    return queue_name(raw) if raw else None
+    return None if raw is None else queue_name(raw)
 
 
 def required_queue(request: Request) -> str:
@@ -63,5 +65,10 @@ def limit(request: Request) -> int:
 
 
 def cursor(request: Request) -> str | None:
+    """``?cursor=``: a next_cursor this server returned; absent or empty means the first page."""
     raw = request.query_params.get("cursor")
-    return raw or None
+    if not raw:
+        return None
+    if not CURSOR_RE.fullmatch(raw):
+        raise InvalidInput("invalid cursor", {"cursor": "not a cursor this server returned"})
+    return raw
