@@ -33,6 +33,12 @@ class Settings:
     num_workers: int = 10
     redis_url: str | None = field(default=None, repr=False)  # may hold a password; see masked()
     redis_max_connections: int = 64
+    redis_cluster: str = "auto"  # auto: detected at connect (INFO cluster); true; false
+    redis_sentinels: tuple[str, ...] = ()
+    redis_sentinel_master: str | None = None
+    redis_sentinel_password: str | None = field(default=None, repr=False)
+    redis_min_replicas_ack: int = 0
+    redis_replica_ack_timeout: float = 1.0
     max_retries: int = 3
     base_delay: float = 1.0
     max_delay: float = 5.0
@@ -61,7 +67,7 @@ class Settings:
 
     @property
     def use_redis(self) -> bool:
-        return self.redis_url is not None
+        return self.redis_url is not None or bool(self.redis_sentinels)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -76,12 +82,28 @@ class Settings:
             redis_url = None
         if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")
+        sentinels = tuple(x.strip() for x in e.get("REDIS_SENTINELS", "").split(",") if x.strip())
+        for addr in sentinels:
+            host, _, port = addr.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ConfigError(f"REDIS_SENTINELS: {addr!r} is not host:port")
+        master = e.get("REDIS_SENTINEL_MASTER") or None
+        if sentinels and master is None:
+            raise ConfigError("REDIS_SENTINELS needs REDIS_SENTINEL_MASTER (the monitored master's name)")
+        if use_redis is False:
+            sentinels = ()
         s = cls(
             host=e.get("HOST", "127.0.0.1"),
             port=r.integer("PORT", 8000, 0, 65535),
             num_workers=r.integer("NUM_WORKERS", 10, 0, 10_000),
             redis_url=redis_url,
             redis_max_connections=r.integer("REDIS_MAX_CONNECTIONS", 64, 2, 100_000),
+            redis_cluster=r.choice("REDIS_CLUSTER", "auto", ("auto", "true", "false")),
+            redis_sentinels=sentinels,
+            redis_sentinel_master=master,
+            redis_sentinel_password=e.get("REDIS_SENTINEL_PASSWORD") or None,
+            redis_min_replicas_ack=r.integer("REDIS_MIN_REPLICAS_ACK", 0, 0, 100),
+            redis_replica_ack_timeout=r.duration("REDIS_REPLICA_ACK_TIMEOUT", 1.0, minimum=0.001),
             max_retries=r.integer("MAX_RETRIES", 3, 0, 100),
             base_delay=r.duration("BASE_DELAY", 1.0, bare_unit="ms"),
             max_delay=r.duration("MAX_DELAY", 5.0, bare_unit="ms"),
@@ -117,7 +139,7 @@ class Settings:
         out: dict[str, object] = {}
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.name in ("api_token", "admin_token", "smtp_password") and v:
+            if f.name in ("api_token", "admin_token", "smtp_password", "redis_sentinel_password") and v:
                 v = "***"
             if f.name == "redis_url" and isinstance(v, str):
                 v = re.sub(r"//[^@/]*@", "//***@", v)

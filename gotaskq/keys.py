@@ -8,7 +8,8 @@ so each Lua script touches a single Cluster slot.
 | gtq:node:<n>                 | string | a process's lease on Snowflake node id n      | 60 s, renewed |
 | gtq:ix:<hour>                | hash   | job id -> queue of ids minted that hour (lookup.py) | none; pruned |
 | gtq:ix:hours                 | set    | the hours that have an index hash             | none |
-| gtq:wake                     | pubsub | enqueue, replay (PUBLISH queue name)          | -   |
+| gtq:wake                     | pubsub | enqueue, replay, fail, release (PUBLISH queue name) | -   |
+| gtq:{q}:wake                 | shard pubsub | the same on a Cluster (SPUBLISH)        | -   |
 | gtq:{q}:meta                 | hash   | create_queue, set_paused; read by enqueue, claim | none |
 | gtq:{q}:j:<id>               | hash   | every transition (fields below)  | DONE/CANCELLED: COMPLETE_JOB_TTL (*) |
 | gtq:{q}:ready                | zset   | enqueue, claim, recover_expired, release, replay, cancel | none |
@@ -38,6 +39,12 @@ ACTIVE = f"{PREFIX}:active"
 INDEX_HOURS = f"{PREFIX}:ix:hours"
 WAKE_CHANNEL = f"{PREFIX}:wake"
 HOUR_MS = 3_600_000
+
+
+def wake_channel(queue: str, cluster: bool) -> str:
+    """Where enqueue notices go: one channel for all queues, or on a Cluster the queue's own
+    shard channel ``gtq:{q}:wake`` (SPUBLISH: the notice reaches one shard, not every node)."""
+    return f"{queue_prefix(queue)}wake" if cluster else WAKE_CHANNEL
 
 
 def is_global(key: bytes | str) -> bool:

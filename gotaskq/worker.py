@@ -29,7 +29,7 @@ IDLE_POLL_S = 1.0
 MIN_SLEEP_S = 0.01  # a floor under every idle sleep: no spinning, whatever the clocks say
 BOOKKEEPING_RETRY_S = 0.25
 HOUSEKEEPING_S = 60.0
-RECOVERY_PASSES = 100  # recover_expired calls per queue per pass at most (each takes up to 500 jobs)
+RECOVERY_PASSES = 100  # recover_expired calls per queue per pass at most (each takes a few hundred jobs)
 
 
 class UnknownJobType(GotaskqError):
@@ -439,7 +439,7 @@ class Worker:
             await asyncio.sleep(self.settings.recovery_interval)
 
     async def _recover(self, queue: str) -> None:
-        for _ in range(RECOVERY_PASSES):  # each call takes at most 500 jobs: Redis is never held long
+        for _ in range(RECOVERY_PASSES):  # each call takes a bounded slice: Redis is never held long
             rec = await self.backend.recover_expired(queue)
             n = len(rec.requeued) + len(rec.dead)
             if n == 0:
@@ -448,8 +448,6 @@ class Worker:
             if rec.dead:
                 self._child("dead", queue).inc(len(rec.dead))
             log.warning("recovered %d expired lease(s) in %s (%d to the DLQ)", n, queue, len(rec.dead))
-            if n < 500:
-                return
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:

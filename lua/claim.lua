@@ -2,7 +2,9 @@
 -- The job stays in Redis: it moves to the running set with a lease deadline, so a worker that
 -- dies mid-job loses nothing. attempts is counted here, so a job that kills every worker
 -- still reaches the DLQ.
--- KEYS[1]  queue prefix "gtq:{q}:" (job hashes hang off it: every key shares the {q} hash tag)
+-- KEYS[1]  queue prefix "gtq:{q}:"; job hashes (j:<id>) hang off it. Every key,
+--          and the Cluster wake channel gtq:{q}:wake, carries the {q} hash tag: one slot.
+-- KEYS[2]  meta   KEYS[3] ready   KEYS[4] delayed   KEYS[5] running
 -- ARGV[1]  max jobs to claim   ARGV[2] lease ms   ARGV[3] priority aging ms
 -- ARGV[4]  max delayed jobs to promote in this call
 -- Returns  {-4} queue not found; else {next_due_ms|-1, now, idle, job, job, ...} where idle is 1
@@ -10,36 +12,36 @@
 --          {id, lease, attempts, type, payload, pri, maxr, tmo, run, idem, ca, err, errs}
 local rcall = redis.call
 local p = KEYS[1]
-local meta = p .. 'meta'
+local meta, ready, delayed, running = KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 if rcall('EXISTS', meta) == 0 then return {-4} end
 local t = rcall('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local aging = tonumber(ARGV[3])
-local due = rcall('ZRANGEBYSCORE', p .. 'delayed', '-inf', now, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[4]))
+local due = rcall('ZRANGEBYSCORE', delayed, '-inf', now, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[4]))
 for i = 1, #due, 2 do
   local id = due[i]
   local jk = p .. 'j:' .. id
   local pri = tonumber(rcall('HGET', jk, 'pri') or 0)
-  rcall('ZREM', p .. 'delayed', id)
+  rcall('ZREM', delayed, id)
   rcall('HSET', jk, 'st', 'PENDING', 'ua', now)
-  rcall('ZADD', p .. 'ready', tonumber(due[i + 1]) - pri * aging, id)
+  rcall('ZADD', ready, tonumber(due[i + 1]) - pri * aging, id)
 end
 local out = {-1, now, 0}
-local nxt = rcall('ZRANGE', p .. 'delayed', 0, 0, 'WITHSCORES')
+local nxt = rcall('ZRANGE', delayed, 0, 0, 'WITHSCORES')
 if nxt[2] then out[1] = tonumber(nxt[2]) end
 -- idle: nothing waits or runs, so the worker may stop polling the queue until an enqueue.
 local function idle()
-  if not nxt[2] and rcall('ZCARD', p .. 'ready') == 0 and rcall('ZCARD', p .. 'running') == 0 then out[3] = 1 end
+  if not nxt[2] and rcall('ZCARD', ready) == 0 and rcall('ZCARD', running) == 0 then out[3] = 1 end
   return out
 end
 local count = tonumber(ARGV[1])
 if count <= 0 or rcall('HGET', meta, 'paused') == '1' then return idle() end
-local popped = rcall('ZPOPMIN', p .. 'ready', count)
+local popped = rcall('ZPOPMIN', ready, count)
 if #popped == 0 then return idle() end
 local deadline = now + tonumber(ARGV[2])
 -- Two calls a job (read all, write all) and one ZADD for the batch: each redis.call costs
 -- about a microsecond, and this runs for every job.
-local running = {}
+local leased = {}
 for i = 1, #popped, 2 do
   local id = popped[i]
   local jk = p .. 'j:' .. id
@@ -48,11 +50,11 @@ for i = 1, #popped, 2 do
   local lease = tonumber(f[1] or 0) + 1
   local att = tonumber(f[2] or 0) + 1
   rcall('HSET', jk, 'lease', lease, 'att', att, 'st', 'RUNNING', 'sa', now, 'ua', now)
-  running[#running + 1] = deadline
-  running[#running + 1] = id
+  leased[#leased + 1] = deadline
+  leased[#leased + 1] = id
   out[#out + 1] = {id, lease, att, f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11], f[12]}
 end
-for i = 1, #running, 2000 do  -- unpack has a limit (8000 values): chunks of 1000 jobs
-  rcall('ZADD', p .. 'running', unpack(running, i, math.min(i + 1999, #running)))
+for i = 1, #leased, 2000 do  -- unpack has a limit (8000 values): chunks of 1000 jobs
+  rcall('ZADD', running, unpack(leased, i, math.min(i + 1999, #leased)))
 end
 return out

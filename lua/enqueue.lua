@@ -1,6 +1,8 @@
 -- enqueue: persist one or more new jobs of one queue atomically (hash + ready/delayed set +
 -- idempotency key), refusing the whole call when the queue is missing or full.
--- KEYS[1]  queue prefix "gtq:{q}:" (meta, ready, delayed, idem:<key>, j:<id> hang off it)
+-- KEYS[1]  queue prefix "gtq:{q}:"; job hashes (j:<id>), idem:<key> hang off it. Every key,
+--          and the Cluster wake channel gtq:{q}:wake, carries the {q} hash tag: one slot.
+-- KEYS[2]  meta   KEYS[3] ready   KEYS[4] delayed
 -- ARGV[1]  idempotency TTL ms       ARGV[2] max waiting jobs (0 = no limit)
 -- ARGV[3]  priority aging ms        ARGV[4] wake channel   ARGV[5] queue name
 -- ARGV[6]  "1" when any job has an idempotency key, else "0"
@@ -17,7 +19,8 @@
 -- Keys: KEYS[1] only; job and idempotency keys hang off it, so all share the {q} hash tag.
 local rcall = redis.call
 local p = KEYS[1]
-if rcall('EXISTS', p .. 'meta') == 0 then return {-4} end
+local meta, ready, delayed = KEYS[2], KEYS[3], KEYS[4]
+if rcall('EXISTS', meta) == 0 then return {-4} end
 local t = rcall('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local aging = tonumber(ARGV[3])
@@ -59,7 +62,7 @@ for i = first, last do
   end
 end
 local maxd = tonumber(ARGV[2])
-if maxd > 0 and rcall('ZCARD', p .. 'ready') + rcall('ZCARD', p .. 'delayed') + fresh > maxd then
+if maxd > 0 and rcall('ZCARD', ready) + rcall('ZCARD', delayed) + fresh > maxd then
   return {-5}
 end
 if ARGV[7] == '1' then return {0} end
@@ -83,10 +86,10 @@ for i = first, last do
     local st = 'PENDING'
     if run > now then
       st = 'SCHEDULED'
-      rcall('ZADD', p .. 'delayed', run, id)
+      rcall('ZADD', delayed, run, id)
       out[n] = 1
     else
-      rcall('ZADD', p .. 'ready', now - pri * aging, id)
+      rcall('ZADD', ready, now - pri * aging, id)
       out[n] = 0
     end
     rcall('HSET', jk, 'type', typ, 'payload', payload, 'pri', pri, 'maxr', maxr, 'tmo', tmo, 'ca', now, 'st', st)
@@ -98,5 +101,5 @@ for i = first, last do
     woke = true
   end
 end
-if woke then rcall('PUBLISH', ARGV[4], ARGV[5]) end
+if woke then rcall(string.find(ARGV[4], '{', 1, true) and 'SPUBLISH' or 'PUBLISH', ARGV[4], ARGV[5]) end
 return out

@@ -405,5 +405,5 @@ async def test_11_a_failing_queue_does_not_stall_the_others() -> None:
 
 
 def test_chunk_is_at_most_500() -> None:
-    assert redis_backend_module.CHUNK <= 500
+    assert redis_backend_module.CHUNK <= 500 and redis_backend_module.CLAIM_CHUNK <= 500
     assert node_lease.LEASE_MS > node_lease.RENEW_EVERY_S * 1000 + node_lease.SAFETY_S * 1000

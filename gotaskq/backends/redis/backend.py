@@ -13,6 +13,8 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis import exceptions as rexc
+from redis.asyncio.cluster import RedisCluster
 
 from ... import keys
 from ...batching import Batcher
@@ -45,29 +47,35 @@ from ..base import (
 )
 from ..paging import all_queues_page, decode_cursor, encode_cursor
 from .codec import claimed_job, decode_job, job_record, num, opt_text, text
-from .connection import WORKER_POOL_SIZE, guard, make_client, warn_eviction
+from .connection import WORKER_POOL_SIZE, Topology, cluster_enabled, guard, make_topology, startup_checks
 from .lookup import ActiveQueues, JobIndex
 from .node_lease import NodeLease
 from .scripts import Scripts
-from .wake import WakeListener
+from .wake import ShardedWakeListener, WakeListener
 
 log = logging.getLogger("gotaskq.redis")
 S = JobStatus
 _SCHEDULED = 1  # enqueue.lua's answer for a job created SCHEDULED (0: PENDING)
-PROMOTE_LIMIT = 500
-CHUNK = 500  # jobs per script call (claim: CLAIM_CHUNK): every call stays well under 10 ms of Redis time
+PROMOTE_LIMIT = 250
+CHUNK = 250  # jobs per script call (claim: CLAIM_CHUNK): each call stays a few ms of Redis time
 CLAIM_CHUNK = 200  # a claimed job costs the most (a read of every field, and its reply)
 REBUILD_ACTIVE_S = 3600.0
+
+
+class NotReplicated(BackendUnavailable):
+    """REDIS_MIN_REPLICAS_ACK replicas did not confirm a write in time: it may not survive a failover."""
 
 
 class RedisBackend:
     name = "redis"
 
-    def __init__(self, settings: Settings, client: aioredis.Redis | None = None) -> None:
+    def __init__(self, settings: Settings, client: aioredis.Redis | RedisCluster | None = None) -> None:
         self.settings = settings
-        self._client = client
-        self._wclient = client  # the worker's pool (claims, heartbeats, outcomes)
+        self._client: Any = client
+        self._wclient: Any = client  # the worker's pool (claims, heartbeats, outcomes)
         self._owns_client = client is None
+        self._topology: Topology | None = None
+        self.cluster = isinstance(client, RedisCluster)
         self._aging_ms = int(settings.priority_aging * 1000)
         self._done_ttl_ms = max(1, int(settings.complete_job_ttl * 1000))
         self._idem_ttl_ms = int(settings.idempotency_ttl * 1000)
@@ -81,7 +89,7 @@ class RedisBackend:
 
     # -- connection ------------------------------------------------------------------------
     @property
-    def client(self) -> aioredis.Redis:
+    def client(self) -> Any:
         if self._client is None:
             raise BackendUnavailable("backend is not connected")
         return self._client
@@ -106,41 +114,134 @@ class RedisBackend:
     def node_id(self) -> int | None:
         return None if self._nodes is None else self._nodes.node
 
+    @property
+    def mode(self) -> str:
+        return self._topology.mode if self._topology is not None else ("cluster" if self.cluster else "single")
+
     async def connect(self) -> None:
         if self._client is None:
-            assert self.settings.redis_url is not None
-            self._client = make_client(self.settings.redis_url, self.settings.redis_max_connections)
-            self._wclient = make_client(self.settings.redis_url, WORKER_POOL_SIZE)
+            self._use(make_topology(self.settings, WORKER_POOL_SIZE))
+        else:
+            self._use(None)
+        try:
+            if (
+                self._topology is not None
+                and self.settings.redis_cluster == "auto"
+                and not self.settings.redis_sentinels
+            ):
+                async with guard():
+                    is_cluster = await cluster_enabled(self._client)
+                if is_cluster:
+                    old = self._topology
+                    self._use(make_topology(self.settings, WORKER_POOL_SIZE, cluster=True))
+                    await old.close()
+            async with guard():
+                await self._client.ping()
+            log.info("connected to redis (%s)", self.mode)
+            await self._id_source()
+            if self._topology is not None:
+                await startup_checks(self._topology)
+        except BackendUnavailable as exc:
+            # Start anyway (readyz says 503); the node id is taken on first use.
+            log.warning("redis is unreachable at start-up (%s); will keep trying", exc)
+
+    def _use(self, topology: Topology | None) -> None:
+        """Build everything on the clients of ``topology`` (None: the client given at construction).
+        Synchronous, so a call made while connect() still asks INFO finds clients to use."""
+        if topology is not None:
+            self._topology = topology
+            self._client, self._wclient = topology.api, topology.worker
+            self.cluster = topology.cluster
         self._scripts = Scripts(self._client)
         self._nodes = NodeLease(self._client, self._scripts.renew_node)
         self._index = JobIndex(self._client)
         self._active = ActiveQueues(self._client)
-        self._wake = WakeListener(self._client, self._active.noticed.add)
-        try:
-            await self._nodes.ids()
-            await warn_eviction(self._client)
-        except BackendUnavailable as exc:
-            # Start anyway (readyz says 503); the node id is taken on first use.
-            log.warning("redis is unreachable at start-up (%s); will keep trying", exc)
+        listener = ShardedWakeListener if self.cluster else WakeListener
+        self._wake = listener(self._client, self._active.noticed.add)
 
     async def close(self) -> None:
         if self._wake is not None:
             await self._wake.close()
         if self._nodes is not None:
             await self._nodes.release()
-        if self._owns_client:
-            for c in {id(c): c for c in (self._client, self._wclient) if c is not None}.values():
-                await c.aclose()
-            self._client = self._wclient = None
+        if self._owns_client and self._topology is not None:
+            await self._topology.close()
+            self._client = self._wclient = self._topology = None
 
     async def ping(self) -> None:
         async with guard():
             await self.client.ping()
 
-    async def _run(self, script: Any, queue: str, args: Sequence[Any], *, worker: bool = False) -> Any:
+    def _channel(self, queue: str) -> str:
+        return keys.wake_channel(queue, self.cluster)
+
+    async def _run(self, script: str, queue: str, args: Sequence[Any], *, worker: bool = False) -> Any:
         client = self._wclient if worker else self._client
         async with guard():
-            return await script(keys=[keys.queue_prefix(queue)], args=list(args), client=client)
+            return await self.scripts.run(script, queue, list(args), client)
+
+    async def _write(
+        self,
+        script: str,
+        queue: str,
+        args: Sequence[Any],
+        *,
+        index: Sequence[str] = (),
+        activate: bool = False,
+        worker: bool = False,
+    ) -> Any:
+        """A transition a caller is told about: index ``index`` ids first, run the script, mark the
+        queue active after it, and with REDIS_MIN_REPLICAS_ACK = n wait until n replicas hold it
+        (WAIT on the connection that wrote; NotReplicated, a 503, if they do not in time)."""
+        n = self.settings.redis_min_replicas_ack
+        if not (index or activate or n):
+            return await self._run(script, queue, args, worker=worker)
+        client = self._wclient if worker else self._client
+        async with guard():
+            if self.cluster:  # the keys live on different nodes: one call each, in order
+                if index:
+                    await self.index.write_now(queue, index)
+                res = await self._acked(client, script, queue, list(args), n)
+                if activate:
+                    await client.sadd(keys.ACTIVE, queue)
+                return res
+            pipe = client.pipeline(transaction=False)
+            if index:
+                self.index.write(pipe, queue, index)  # before the job: every stored job is indexed
+            at = len(pipe)
+            await self.scripts.run(script, queue, list(args), pipe)
+            if n:
+                pipe.execute_command("WAIT", n, self._ack_ms)
+            if activate:
+                self.active.add(pipe, queue)  # after the job: see lookup.ActiveQueues
+            out = await pipe.execute()
+        if n:
+            _check_acked(out[at + 1], n)
+        return out[at]
+
+    @property
+    def _ack_ms(self) -> int:
+        return max(1, int(self.settings.redis_replica_ack_timeout * 1000))
+
+    async def _acked(self, client: Any, script: str, queue: str, args: list[Any], n: int) -> Any:
+        """Cluster: the script, then WAIT on the same connection of the queue's primary."""
+        if not n:
+            return await self.scripts.run(script, queue, args, client)
+        for attempt in range(2):
+            pipe = client.pipeline(transaction=False)
+            await self.scripts.run(script, queue, args, pipe)
+            node = client.get_node_from_key(keys.queue_prefix(queue))
+            pipe.execute_command("WAIT", n, self._ack_ms, target_nodes=node)
+            try:
+                res, acked = await pipe.execute()
+            except rexc.NoScriptError:  # a new primary after a failover: load, then once more
+                if attempt:
+                    raise
+                await client.script_load(getattr(self.scripts, script).script)
+                continue
+            _check_acked(acked, n)
+            return res
+        raise AssertionError("unreachable")
 
     # -- queues ----------------------------------------------------------------------------
     async def create_queue(self, name: str) -> bool:
@@ -178,7 +279,7 @@ class RedisBackend:
             await self.client.hset(keys.queue_prefix(name) + "meta", "paused", "1" if paused else "0")
             if not paused:
                 await self.client.sadd(keys.ACTIVE, name)
-                await self.client.publish(keys.WAKE_CHANNEL, name)
+                await self.client.execute_command("SPUBLISH" if self.cluster else "PUBLISH", self._channel(name), name)
         return await self.queue_info(name)
 
     async def queue_stats(self, name: str, minutes: int) -> list[MinuteStats]:
@@ -265,7 +366,7 @@ class RedisBackend:
             self._idem_ttl_ms,
             self.settings.max_queue_depth,
             self._aging_ms,
-            keys.WAKE_CHANNEL,
+            self._channel(queue),
             queue,
             int(any(spec.idempotency_key for spec in chunk)),
             int(check),
@@ -280,14 +381,17 @@ class RedisBackend:
         by_queue: dict[str, list[int]],
         calls: list[tuple[str, list[int]]],
     ) -> None:
-        """Every refusal reason before any write: a missing queue, no room, a key conflict, a taken id."""
+        """Every refusal reason before any write: a missing queue, no room, a key conflict. (A taken
+        id cannot happen while node ids are leased; if it did, the withdrawal undoes the batch.)"""
         depth = self.settings.max_queue_depth
         for queue, idxs in by_queue.items():
             info = await self.queue_info(queue)
             if depth and info.pending + info.scheduled + len(idxs) > depth:
                 raise QueueFull(f"queue {queue!r} holds {depth} waiting jobs")
         for queue, idxs in calls:
-            res = await self._run(self.scripts.enqueue, queue, self._args(queue, specs, ids, idxs, True))
+            if not any(specs[i].idempotency_key for i in idxs):
+                continue  # nothing else a call could refuse that queue_info did not just check
+            res = await self._run("enqueue", queue, self._args(queue, specs, ids, idxs, True))
             if res[0] < 0:
                 _raise_enqueue(res)
 
@@ -295,15 +399,8 @@ class RedisBackend:
         self, queue: str, specs: Sequence[NewJob], ids: Sequence[str], idxs: Sequence[int], out: list[Enqueued | None]
     ) -> None:
         job_ids = [ids[i] for i in idxs]
-        async with guard():
-            pipe = self.client.pipeline(transaction=False)
-            self.index.write(pipe, queue, job_ids)  # before the job: every stored job is indexed
-            at = len(pipe)
-            await self.scripts.enqueue(
-                keys=[keys.queue_prefix(queue)], args=self._args(queue, specs, ids, idxs, False), client=pipe
-            )
-            self.active.add(pipe, queue)  # after the job: see lookup.ActiveQueues
-            res = (await pipe.execute())[at]
+        args = self._args(queue, specs, ids, idxs, False)
+        res = await self._write("enqueue", queue, args, index=job_ids, activate=True)
         now = res[0]
         if now < 0:
             await self.index.forget(job_ids)
@@ -348,7 +445,7 @@ class RedisBackend:
             for start in range(0, len(created), CHUNK):
                 chunk = created[start : start + CHUNK]
                 try:
-                    res = await self._run(self.scripts.withdraw, queue, chunk)
+                    res = await self._run("withdraw", queue, chunk)
                 except BackendUnavailable:
                     started.extend(chunk)
                     continue
@@ -362,7 +459,7 @@ class RedisBackend:
 
     async def _get_in(self, queue: str, job_id: str) -> Job | None:
         async with guard():
-            fields: dict[bytes, bytes] = await self.client.hgetall(keys.job_key(queue, job_id))  # type: ignore[assignment]
+            fields: dict[bytes, bytes] = await self.client.hgetall(keys.job_key(queue, job_id))
         return decode_job(job_id, queue, fields) if fields else None
 
     async def _locate(self, job_id: str) -> tuple[str, dict[bytes, bytes]] | None:
@@ -371,7 +468,7 @@ class RedisBackend:
         if queue is None:
             return None
         async with guard():
-            fields: dict[bytes, bytes] = await self.client.hgetall(keys.job_key(queue, job_id))  # type: ignore[assignment]
+            fields: dict[bytes, bytes] = await self.client.hgetall(keys.job_key(queue, job_id))
         if not fields:
             return None
         self.index.remember(job_id, queue)
@@ -389,7 +486,7 @@ class RedisBackend:
 
     async def cancel(self, job_id: str) -> Job:
         queue = await self._queue_for(job_id)
-        res = await self._run(self.scripts.cancel, queue, [job_id, self._done_ttl_ms])
+        res = await self._write("cancel", queue, [job_id, self._done_ttl_ms])
         if res[0] != Code.OK:
             raise_for_code(res[0], job_id, opt_text(res[1]) if len(res) > 1 else None)
         job = await self._get_in(queue, job_id)
@@ -423,7 +520,7 @@ class RedisBackend:
         offset = 0
         async with guard():
             while len(picked) <= limit:
-                rows: list[tuple[bytes, float]] = await self.client.zrevrangebyscore(  # type: ignore[assignment]
+                rows: list[tuple[bytes, float]] = await self.client.zrevrangebyscore(
                     key, top, "-inf", start=offset, num=limit + 1 + 64, withscores=True
                 )
                 for member, score in rows:
@@ -457,7 +554,7 @@ class RedisBackend:
         while True:
             want = min(CLAIM_CHUNK, count - len(claimed))
             args = [want, lease_ms, self._aging_ms, PROMOTE_LIMIT]
-            res = await self._run(self.scripts.claim, queue, args, worker=True)
+            res = await self._run("claim", queue, args, worker=True)
             if res[0] == Code.QUEUE_NOT_FOUND and len(res) == 1:
                 raise QueueNotFound(f"queue {queue!r} does not exist")
             now = int(res[1])
@@ -465,29 +562,35 @@ class RedisBackend:
             if len(res) - 3 < want or len(claimed) >= count:
                 return ClaimBatch(claimed, None if res[0] == -1 else int(res[0]), now, res[2] == 1)
 
-    async def _chunked(self, script: Any, queue: str, head: list[Any], items: Sequence[Sequence[Any]]) -> list[bool]:
+    async def _chunked(
+        self, script: str, queue: str, head: list[Any], items: Sequence[Sequence[Any]], *, acked: bool = False
+    ) -> list[bool]:
         out: list[bool] = []
         for start in range(0, len(items), CHUNK):
             args = list(head)
             for item in items[start : start + CHUNK]:
                 args.extend(item)
-            out.extend(bool(x) for x in await self._run(script, queue, args, worker=True))
+            if acked:
+                res = await self._write(script, queue, args, worker=True)
+            else:
+                res = await self._run(script, queue, args, worker=True)
+            out.extend(bool(x) for x in res)
         return out
 
     async def extend_leases(self, queue: str, leases: Sequence[tuple[str, int]], lease_ms: int) -> list[bool]:
-        return await self._chunked(self.scripts.extend_lease, queue, [lease_ms], leases)
+        return await self._chunked("extend_lease", queue, [lease_ms], leases)
 
     async def complete(self, queue: str, done: Sequence[Completion]) -> list[bool]:
         items = [(c.job_id, c.token, c.result_json) for c in done]
-        return await self._chunked(self.scripts.complete, queue, [self._done_ttl_ms], items)
+        return await self._chunked("complete", queue, [self._done_ttl_ms], items, acked=True)
 
     async def fail(self, job: Job, token: int, error: str, retry_delay_ms: int) -> FailOutcome:
         now = now_ms()
         entry = error_entry(job.attempts, error, now)
         history = [*job.errors, entry][-MAX_ERROR_HISTORY:]
         args = [job.id, token, entry["error"], orjson.dumps(history), max(0, retry_delay_ms)]
-        args += [keys.WAKE_CHANNEL, job.queue]
-        res = await self._run(self.scripts.fail, job.queue, args, worker=True)
+        args += [self._channel(job.queue), job.queue]
+        res = await self._run("fail", job.queue, args, worker=True)
         if res[0] == Code.STALE_LEASE:
             raise StaleLease(f"lease on job {job.id} is no longer held")
         status = S(res[1].decode())
@@ -502,11 +605,11 @@ class RedisBackend:
         return FailOutcome(status, after)
 
     async def release(self, queue: str, leases: Sequence[tuple[str, int]]) -> list[bool]:
-        return await self._chunked(self.scripts.release, queue, [self._aging_ms, keys.WAKE_CHANNEL, queue], leases)
+        return await self._chunked("release", queue, [self._aging_ms, self._channel(queue), queue], leases)
 
     async def recover_expired(self, queue: str, limit: int = CHUNK) -> Recovered:
-        args = [min(limit, CHUNK), self._aging_ms, LEASE_EXPIRED, keys.WAKE_CHANNEL, queue]
-        res = await self._run(self.scripts.recover_expired, queue, args, worker=True)
+        args = [min(limit, CHUNK), self._aging_ms, LEASE_EXPIRED, self._channel(queue), queue]
+        res = await self._run("recover_expired", queue, args, worker=True)
         return Recovered([x.decode() for x in res[0]], [x.decode() for x in res[1]])
 
     async def wait_for_work(self, timeout: float) -> None:
@@ -522,14 +625,9 @@ class RedisBackend:
         return await self._zpage(queue, "dead", limit, cursor)
 
     async def _replay(self, queue: str, ids: Sequence[str]) -> list[Any]:
-        async with guard():
-            pipe = self.client.pipeline(transaction=False)
-            at = len(pipe)
-            await self.scripts.replay(
-                keys=[keys.queue_prefix(queue)], args=[self._aging_ms, keys.WAKE_CHANNEL, queue, *ids], client=pipe
-            )
-            self.active.add(pipe, queue)
-            res: list[Any] = (await pipe.execute())[at]
+        res: list[Any] = await self._write(
+            "replay", queue, [self._aging_ms, self._channel(queue), queue, *ids], activate=True
+        )
         return res
 
     async def replay(self, job_id: str) -> Job:
@@ -551,7 +649,7 @@ class RedisBackend:
         total = 0
         for _ in range(1_000_000):  # bounded: each pass takes up to CHUNK ids out of the DLQ
             async with guard():
-                raw: list[bytes] = await self.client.zrangebyscore(  # type: ignore[assignment]
+                raw: list[bytes] = await self.client.zrangebyscore(
                     keys.queue_prefix(queue) + "dead", "-inf", cutoff, 0, CHUNK
                 )
             ids = [text(i) for i in raw if text(i) not in seen]
@@ -563,7 +661,7 @@ class RedisBackend:
 
     async def delete_dead(self, job_id: str) -> None:
         queue = await self._queue_for(job_id)
-        res = await self._run(self.scripts.delete_dead, queue, [job_id])
+        res = await self._write("delete_dead", queue, [job_id])
         _raise_bulk(job_id, res[0])
         await self.index.forget([job_id])
 
@@ -572,16 +670,19 @@ class RedisBackend:
         total = 0
         for _ in range(1_000_000):
             async with guard():
-                raw: list[bytes] = await self.client.zrange(  # type: ignore[assignment]
-                    keys.queue_prefix(queue) + "dead", 0, CHUNK - 1
-                )
+                raw: list[bytes] = await self.client.zrange(keys.queue_prefix(queue) + "dead", 0, CHUNK - 1)
             ids = [text(i) for i in raw]
             if not ids:
                 break
-            res = await self._run(self.scripts.delete_dead, queue, ids)
+            res = await self._run("delete_dead", queue, ids)
             total += sum(1 for r in res if r == 0)
             await self.index.forget(jid for jid, r in zip(ids, res, strict=True) if r == 0)
         return total
+
+
+def _check_acked(acked: int, n: int) -> None:
+    if acked < n:
+        raise NotReplicated(f"the write reached {acked} of the {n} replicas REDIS_MIN_REPLICAS_ACK asks for; retry")
 
 
 def _raise_enqueue(res: list[Any]) -> None:

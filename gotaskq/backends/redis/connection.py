@@ -1,21 +1,28 @@
-"""Clients for one Redis deployment, and the one place that maps Redis failures onto ours.
+"""Clients for one Redis deployment (one server, a Cluster, or a Sentinel-watched primary), and
+the one place that maps Redis failures onto ours.
 
 Two bounded pools per process: one for the API and admin calls (REDIS_MAX_CONNECTIONS), one for
 the worker's claims, heartbeats and completions, so a burst of HTTP reads can never make a
-worker miss the heartbeat that keeps its leases. Both pools wait for a free connection instead
-of failing when they are full.
+worker miss the heartbeat that keeps its leases. Both wait for a free connection instead of
+failing when they are full.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import parse_url
+from redis.asyncio.sentinel import Sentinel
 
+from ...config import Settings
 from ...errors import BackendUnavailable
 from .packing import with_hiredis_packing
 
@@ -32,6 +39,100 @@ REFUSALS = (
     rexc.MasterDownError,
 )
 _REFUSAL_PREFIXES = ("OOM", "LOADING", "BUSY", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN")
+
+
+class _Waiting:
+    """Calls wait for one of ``limit`` slots: redis-py's Cluster and Sentinel pools raise when full."""
+
+    _slots: asyncio.Semaphore
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        async with self._slots:
+            return await super().execute_command(*args, **options)  # type: ignore[misc]
+
+
+class WaitingCluster(_Waiting, RedisCluster):  # type: ignore[misc]
+    pass
+
+
+class WaitingRedis(_Waiting, aioredis.Redis):  # type: ignore[misc]
+    pass
+
+
+@dataclass
+class Topology:
+    mode: str  # "single", "cluster" or "sentinel"
+    api: Any  # the API's client
+    worker: Any  # the worker's client (claims, heartbeats, outcomes)
+
+    @property
+    def cluster(self) -> bool:
+        return self.mode == "cluster"
+
+    async def close(self) -> None:
+        for c in {id(c): c for c in (self.api, self.worker)}.values():
+            await c.aclose()
+
+
+def make_topology(settings: Settings, worker_pool: int, cluster: bool | None = None) -> Topology:
+    """Clients for REDIS_SENTINELS, or REDIS_URL as one server or a Cluster (``cluster``, else
+    REDIS_CLUSTER; "auto" starts as one server until ``cluster_enabled`` has asked)."""
+    s = settings
+    if s.redis_sentinels:
+        return Topology("sentinel", _sentinel_client(s, s.redis_max_connections), _sentinel_client(s, worker_pool))
+    assert s.redis_url is not None
+    if cluster is None:
+        cluster = s.redis_cluster == "true"
+    if cluster:
+        return Topology(
+            "cluster", _cluster_client(s.redis_url, s.redis_max_connections), _cluster_client(s.redis_url, worker_pool)
+        )
+    return Topology("single", make_client(s.redis_url, s.redis_max_connections), make_client(s.redis_url, worker_pool))
+
+
+async def cluster_enabled(client: Any) -> bool:
+    """INFO cluster on the node REDIS_URL names (Redis answers cluster_enabled:1 on a Cluster)."""
+    info = await client.info("cluster")
+    return int(info.get("cluster_enabled", 0)) == 1
+
+
+def _cluster_client(url: str, limit: int) -> WaitingCluster:
+    client: WaitingCluster = WaitingCluster.from_url(  # type: ignore[assignment]
+        url,
+        max_connections=limit,
+        decode_responses=False,
+        socket_connect_timeout=2,
+        socket_timeout=10,
+        health_check_interval=15,
+    )
+    client._slots = asyncio.Semaphore(limit)
+    return client
+
+
+def _sentinel_client(s: Settings, limit: int) -> WaitingRedis:
+    """The current primary of REDIS_SENTINEL_MASTER; redis-py asks the sentinels again on failover.
+    REDIS_URL, if set, gives the primary's password, user, db and TLS (rediss://)."""
+    kw: dict[str, Any] = {}
+    if s.redis_url:
+        parsed = parse_url(s.redis_url)
+        kw = {k: parsed[k] for k in ("username", "password", "db") if parsed.get(k) is not None}
+        if s.redis_url.startswith("rediss://"):
+            kw["ssl"] = True
+    sentinel_kw: dict[str, Any] = {"socket_timeout": 2, "socket_connect_timeout": 2}
+    if s.redis_sentinel_password:
+        sentinel_kw["password"] = s.redis_sentinel_password
+    if kw.get("ssl"):
+        sentinel_kw["ssl"] = True
+    hosts = [(a.rpartition(":")[0], int(a.rpartition(":")[2])) for a in s.redis_sentinels]
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        hosts, sentinel_kwargs=sentinel_kw, socket_connect_timeout=2, socket_timeout=10, **kw
+    )
+    assert s.redis_sentinel_master is not None
+    client: WaitingRedis = sentinel.master_for(
+        s.redis_sentinel_master, redis_class=WaitingRedis, max_connections=limit, decode_responses=False
+    )
+    client._slots = asyncio.Semaphore(limit)
+    return client
 
 
 def make_client(url: str, max_connections: int) -> aioredis.Redis:
@@ -67,18 +168,34 @@ async def guard() -> AsyncIterator[None]:
         raise
 
 
-async def warn_eviction(client: Any) -> None:
-    """Log loudly when Redis may evict job keys (any maxmemory-policy but noeviction)."""
-    try:
-        cfg = await client.config_get("maxmemory-policy")
-    except (rexc.ResponseError, rexc.ConnectionError, rexc.TimeoutError, OSError):
-        return  # CONFIG may be renamed or disabled on managed Redis
-    policy = next(iter(cfg.values()), b"noeviction")
-    if isinstance(policy, bytes):
-        policy = policy.decode()
-    if policy != "noeviction":
-        log.warning(
-            "REDIS maxmemory-policy is %r, not 'noeviction': Redis may evict job keys and "
-            "LOSE JOBS. Set maxmemory-policy noeviction.",
-            policy,
+async def startup_checks(topology: Topology) -> None:
+    """On every primary: warn loudly unless maxmemory-policy is noeviction; report persistence."""
+    if topology.cluster:
+        targets: list[Any] = [(n.name, {"target_nodes": n}) for n in topology.api.get_primaries()]
+    else:
+        targets = [(topology.mode, {})]
+    for name, kw in targets:
+        try:
+            cfg = await topology.api.config_get("*", **kw)
+        except (rexc.ResponseError, rexc.ConnectionError, rexc.TimeoutError, OSError):
+            continue  # CONFIG may be renamed or disabled on managed Redis
+        conf = {_str(k): _str(v) for k, v in cfg.items()}
+        policy = conf.get("maxmemory-policy", "noeviction")
+        if policy != "noeviction":
+            log.warning(
+                "REDIS %s: maxmemory-policy is %r, not 'noeviction': Redis may evict job keys and "
+                "LOSE JOBS. Set maxmemory-policy noeviction.",
+                name,
+                policy,
+            )
+        log.info(
+            "redis primary %s: appendonly=%s appendfsync=%s save=%r",
+            name,
+            conf.get("appendonly"),
+            conf.get("appendfsync"),
+            conf.get("save"),
         )
+
+
+def _str(v: bytes | str) -> str:
+    return v.decode() if isinstance(v, bytes) else v

@@ -49,6 +49,12 @@ class JobIndex:
                 pipe.sadd(keys.INDEX_HOURS, hour)
                 self._hours.add(hour)
 
+    async def write_now(self, queue: str, job_ids: Sequence[str]) -> None:
+        """The same writes, sent at once (on a Cluster the index lives on another node than the job)."""
+        pipe = self._client.pipeline(transaction=False)
+        self.write(pipe, queue, job_ids)
+        await pipe.execute()
+
     def remember(self, job_id: str, queue: str) -> None:
         self._cache[job_id] = queue
         if len(self._cache) > CACHE_SIZE:

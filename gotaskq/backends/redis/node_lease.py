@@ -68,9 +68,9 @@ class NodeLease:
                 got = await pipe.execute()
             won = [n for n, ok in zip(nodes, got, strict=True) if ok]
             if won:
-                if len(won) > 1:
-                    async with guard():
-                        await self._client.delete(*[keys.node_key(n) for n in won[1:]])
+                async with guard():
+                    for n in won[1:]:  # one key a call: on a Cluster they live in different slots
+                        await self._client.delete(keys.node_key(n))
                 self._valid_until = sent + LEASE_MS / 1000 - SAFETY_S
                 return won[0]
         raise BackendUnavailable(f"all {MAX_NODE + 1} node ids are leased by live processes")

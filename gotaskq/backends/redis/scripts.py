@@ -1,7 +1,7 @@
-"""Loads the Lua transition scripts once per client and exposes them as typed attributes.
+"""Loads the Lua transition scripts once per client and calls them with their declared keys.
 
-redis-py's ``Script`` calls EVALSHA and, on NOSCRIPT (a restarted Redis has an empty script
-cache), loads the script and retries, so callers never see the cache.
+redis-py's ``Script`` calls EVALSHA and, on NOSCRIPT (a restarted or newly promoted Redis has an
+empty script cache), loads the script and retries, so callers never see the cache.
 """
 
 from __future__ import annotations
@@ -12,20 +12,24 @@ from typing import Any
 
 from redis.commands.core import AsyncScript
 
-NAMES = (
-    "enqueue",
-    "claim",
-    "extend_lease",
-    "complete",
-    "fail",
-    "release",
-    "recover_expired",
-    "cancel",
-    "replay",
-    "delete_dead",
-    "withdraw",
-    "renew_node",
-)
+from ... import keys
+
+# KEYS of each script after KEYS[1] (the queue prefix): the per-queue keys it always touches.
+# Job hashes, idempotency keys and stats hashes it reaches through ids hang off KEYS[1].
+KEY_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "enqueue": ("meta", "ready", "delayed"),
+    "claim": ("meta", "ready", "delayed", "running"),
+    "extend_lease": ("running",),
+    "complete": ("running",),
+    "fail": ("running", "delayed", "dead"),
+    "release": ("running", "ready"),
+    "recover_expired": ("running", "ready", "dead"),
+    "cancel": ("ready", "delayed"),
+    "replay": ("dead", "ready"),
+    "delete_dead": ("dead",),
+    "withdraw": ("ready", "delayed"),
+}
+NAMES = (*KEY_SUFFIXES, "renew_node")  # renew_node: one key of its own (gtq:node:<n>)
 
 
 def lua_source(name: str) -> str:
@@ -34,6 +38,11 @@ def lua_source(name: str) -> str:
     if packaged.is_file():
         return packaged.read_text()
     return (Path(__file__).resolve().parents[3] / "lua" / f"{name}.lua").read_text()
+
+
+def script_keys(name: str, queue: str) -> list[str]:
+    p = keys.queue_prefix(queue)
+    return [p, *(p + s for s in KEY_SUFFIXES[name])]
 
 
 class Scripts:
@@ -53,3 +62,8 @@ class Scripts:
     def __init__(self, client: Any) -> None:
         for name in NAMES:
             setattr(self, name, client.register_script(lua_source(name)))
+
+    async def run(self, name: str, queue: str, args: list[Any], client: Any) -> Any:
+        """Run one queue's transition on ``client`` (or queue it on ``client`` when it is a pipeline)."""
+        script: AsyncScript = getattr(self, name)
+        return await script(keys=script_keys(name, queue), args=args, client=client)

@@ -63,3 +63,50 @@ class WakeListener:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
             self._task = None
+
+
+class ShardedWakeListener(WakeListener):
+    """Cluster: SSUBSCRIBE to each queue's ``gtq:{q}:wake`` on the primary that owns its slot,
+    one reader per primary. New queues are subscribed within REFRESH_S; after a failover or a
+    slot move the subscriptions are rebuilt, and waiters poll meanwhile."""
+
+    REFRESH_S = 2.0
+
+    async def _listen(self) -> None:
+        while True:
+            pubsub = self._client.pubsub()
+            readers: dict[str, asyncio.Task[None]] = {}
+            subscribed: set[str] = set()
+            try:
+                while True:
+                    names = await self._client.smembers(keys.QUEUES)
+                    fresh = {keys.wake_channel(text(n), True) for n in names} - subscribed
+                    if fresh:
+                        await pubsub.ssubscribe(*sorted(fresh))
+                        subscribed |= fresh
+                        self.event.set()  # notices sent before the subscription took are not lost
+                    for name in list(pubsub.node_pubsub_mapping):
+                        task = readers.get(name)
+                        if task is not None and task.done():
+                            task.result()  # a reader that failed: rebuild everything
+                        if task is None:
+                            readers[name] = asyncio.create_task(self._read(pubsub, name))
+                    await asyncio.sleep(self.REFRESH_S)
+            except asyncio.CancelledError:
+                raise
+            except (GotaskqError, rexc.RedisError, OSError):
+                self.event.set()
+                await asyncio.sleep(0.5)
+            finally:
+                for task in readers.values():
+                    task.cancel()
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    async def _read(self, pubsub: Any, node_name: str) -> None:
+        node = self._client.get_node(node_name=node_name)
+        while True:
+            msg = await pubsub.get_sharded_message(ignore_subscribe_messages=True, timeout=5.0, target_node=node)
+            if msg is not None and text(msg["type"]) == "smessage":
+                self._on_queue(text(msg["data"]))
+                self.event.set()
