@@ -68,14 +68,20 @@ def _op(
     return op
 
 
-def _param(name: str, where: str, schema: Schema, description: str, required: bool = False) -> Schema:
-    return {
+def _param(
+    name: str, where: str, schema: Schema, description: str, required: bool = False, empty_is_default: bool = False
+) -> Schema:
+    param: Schema = {
         "name": name,
         "in": where,
         "required": required or where == "path",
         "schema": schema,
         "description": description,
     }
+    if empty_is_default:  # ``?limit=`` is ``limit`` absent: its default (the admin UI omits them)
+        param["allowEmptyValue"] = True
+        param["description"] += "; empty: the default"
+    return param
 
 
 def _pattern(regex: Pattern[str]) -> str:
@@ -92,6 +98,7 @@ LIMIT = _param(
     "query",
     {"type": "integer", "minimum": 1, "default": DEFAULT_LIMIT},
     f"Page size; values above {MAX_LIMIT} are capped",
+    empty_is_default=True,
 )
 CURSOR = _param(
     "cursor",
@@ -228,7 +235,8 @@ def _paths() -> dict[str, Schema]:
                         "state",
                         "query",
                         {"type": "string", "enum": list(LISTABLE), "default": "pending"},
-                        "Which state; absent: pending",
+                        "Which state (case does not matter); absent: pending",
+                        empty_is_default=True,
                     ),
                     LIMIT,
                     CURSOR,
@@ -253,6 +261,7 @@ def _paths() -> dict[str, Schema]:
                             "default": DEFAULT_STATS_MINUTES,
                         },
                         "How many minutes, up to now",
+                        empty_is_default=True,
                     ),
                 ],
             )
