@@ -15,6 +15,7 @@ from typing import Any
 import fakeredis
 import pytest
 import redis
+from cluster_support import RedisClusterSet, RedisSentinelSet
 
 from gotaskq.backends.base import Backend
 from gotaskq.backends.memory import MemoryBackend
@@ -26,7 +27,12 @@ SETTINGS_DEFAULTS: dict[str, Any] = {
     "complete_job_ttl": 300.0,
     "max_queue_depth": 100_000,
 }
-BACKEND_KINDS = ["memory", "fakeredis", pytest.param("redis", marks=pytest.mark.redis)]
+BACKEND_KINDS = [
+    "memory",
+    "fakeredis",
+    pytest.param("redis", marks=pytest.mark.redis),
+    pytest.param("cluster", marks=[pytest.mark.redis, pytest.mark.cluster]),
+]
 START_DEADLINE_S = 10.0
 
 MakeSettings = Callable[..., Settings]
@@ -151,6 +157,33 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.stop()
 
 
+def _redis_binary() -> str:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed, and CI must run the Redis tests")
+        pytest.skip("redis-server is not installed")
+    return binary
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterSet]:
+    """A real Redis Cluster: 3 primaries, 3 replicas, AOF on, loopback ports; stopped by pid."""
+    cluster = RedisClusterSet(_redis_binary(), tmp_path_factory.mktemp("cluster"))
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSentinelSet]:
+    """A real Sentinel set-up: a primary, a replica and 3 sentinels; stopped by pid."""
+    sentinels = RedisSentinelSet(_redis_binary(), tmp_path_factory.mktemp("sentinel"))
+    sentinels.start()
+    yield sentinels
+    sentinels.stop()
+
+
 @pytest.fixture
 def make_settings() -> MakeSettings:
     """``make_settings(max_queue_depth=2)``: Settings with test-friendly defaults.
@@ -184,7 +217,7 @@ class OpenBackend:
 
 
 def new_backend(kind: str, settings: Settings, redis_url: str | None = None) -> OpenBackend:
-    """An unconnected backend of ``kind``: memory, fakeredis (a fresh server) or redis."""
+    """An unconnected backend of ``kind``: memory, fakeredis (a fresh server), redis or cluster."""
     if kind == "memory":
         return OpenBackend(MemoryBackend(settings))
     # Imported here so that a missing or broken Redis backend fails these params, never skips them.
@@ -193,8 +226,9 @@ def new_backend(kind: str, settings: Settings, redis_url: str | None = None) -> 
     if kind == "fakeredis":
         client = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(), decode_responses=False)
         return OpenBackend(RedisBackend(settings, client=client), client)
-    assert kind == "redis" and redis_url is not None
-    return OpenBackend(RedisBackend(replace(settings, redis_url=redis_url)))
+    assert kind in ("redis", "cluster") and redis_url is not None
+    mode = "true" if kind == "cluster" else "false"
+    return OpenBackend(RedisBackend(replace(settings, redis_url=redis_url, redis_cluster=mode)))
 
 
 @pytest.fixture
@@ -210,6 +244,10 @@ async def make_backend(
         server: RedisServer = request.getfixturevalue("redis_server")
         server.flushall()
         redis_url = server.url
+    elif backend_kind == "cluster":
+        cluster: RedisClusterSet = request.getfixturevalue("redis_cluster")
+        cluster.flushall()
+        redis_url = cluster.url
     made: list[OpenBackend] = []
 
     async def make(**overrides: Any) -> Backend:

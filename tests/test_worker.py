@@ -111,6 +111,11 @@ class Pool:
 async def _subscribed(backend: Backend) -> bool:
     if not isinstance(backend, RedisBackend):
         return True
+    if backend.cluster:  # shard channels, counted on the primary that owns the queue's slot
+        channel = keys.wake_channel("default", True)
+        node = backend.client.get_node_from_key(channel)
+        counts = await backend.client.execute_command("PUBSUB SHARDNUMSUB", channel, target_nodes=node)
+        return bool(counts) and int(counts[0][1]) >= 1
     counts = await backend.client.pubsub_numsub(keys.WAKE_CHANNEL)
     return bool(counts) and int(counts[0][1]) >= 1
 

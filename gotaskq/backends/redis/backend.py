@@ -135,6 +135,9 @@ class RedisBackend:
                     old = self._topology
                     self._use(make_topology(self.settings, WORKER_POOL_SIZE, cluster=True))
                     await old.close()
+            if self._topology is not None:
+                async with guard():
+                    await self._topology.initialize()
             async with guard():
                 await self._client.ping()
             log.info("connected to redis (%s)", self.mode)

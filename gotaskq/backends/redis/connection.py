@@ -20,7 +20,9 @@ import redis.asyncio as aioredis
 from redis import exceptions as rexc
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import parse_url
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
 
 from ...config import Settings
 from ...errors import BackendUnavailable
@@ -28,6 +30,13 @@ from .packing import with_hiredis_packing
 
 log = logging.getLogger("gotaskq.redis")
 POOL_WAIT_S = 10.0  # how long a call waits for a free connection before it answers 503
+
+
+def _no_retry() -> Retry:
+    """A script whose reply was lost may have run: sending it again would claim jobs twice or
+    report a written enqueue as failed. Errors surface (503, a worker's retry) instead."""
+    return Retry(NoBackoff(), 0)
+
 WORKER_POOL_SIZE = 16
 # Redis is there but cannot take a write now: a 503 for the client, a retry for a worker.
 REFUSALS = (
@@ -69,6 +78,13 @@ class Topology:
     def cluster(self) -> bool:
         return self.mode == "cluster"
 
+    async def initialize(self) -> None:
+        """Learn a Cluster's slots before the first calls: concurrent first calls on a fresh
+        client each start discovering it, and tear down each other's connections."""
+        if self.cluster:
+            for c in (self.api, self.worker):
+                await c.initialize()
+
     async def close(self) -> None:
         for c in {id(c): c for c in (self.api, self.worker)}.values():
             await c.aclose()
@@ -99,6 +115,7 @@ async def cluster_enabled(client: Any) -> bool:
 def _cluster_client(url: str, limit: int) -> WaitingCluster:
     client: WaitingCluster = WaitingCluster.from_url(  # type: ignore[assignment]
         url,
+        retry=_no_retry(),
         max_connections=limit,
         decode_responses=False,
         socket_connect_timeout=2,
@@ -125,7 +142,7 @@ def _sentinel_client(s: Settings, limit: int) -> WaitingRedis:
         sentinel_kw["ssl"] = True
     hosts = [(a.rpartition(":")[0], int(a.rpartition(":")[2])) for a in s.redis_sentinels]
     sentinel = Sentinel(  # type: ignore[no-untyped-call]
-        hosts, sentinel_kwargs=sentinel_kw, socket_connect_timeout=2, socket_timeout=10, **kw
+        hosts, sentinel_kwargs=sentinel_kw, socket_connect_timeout=2, socket_timeout=10, retry=_no_retry(), **kw
     )
     assert s.redis_sentinel_master is not None
     client: WaitingRedis = sentinel.master_for(
@@ -141,6 +158,7 @@ def make_client(url: str, max_connections: int) -> aioredis.Redis:
         url,
         max_connections=max_connections,
         timeout=POOL_WAIT_S,
+        retry=_no_retry(),
         decode_responses=False,
         socket_connect_timeout=2,
         socket_timeout=10,
