@@ -257,3 +257,38 @@ def test_cli_refuses_a_bad_env_file(tmp_path: Path) -> None:
     out = run_cli("--env-file", str(path), "serve")
     assert out.returncode == 2, (out.stdout, out.stderr)
     assert "NUM_WORKERS" in out.stderr
+
+
+# -- Redis topologies ----------------------------------------------------------------------
+def test_redis_topology_settings() -> None:
+    s = Settings.from_env(
+        {
+            "REDIS_SENTINELS": "10.0.0.1:26379, 10.0.0.2:26379",
+            "REDIS_SENTINEL_MASTER": "mymaster",
+            "REDIS_SENTINEL_PASSWORD": "pw",
+            "REDIS_MIN_REPLICAS_ACK": "1",
+            "REDIS_REPLICA_ACK_TIMEOUT": "250ms",
+            "REDIS_MAX_CONNECTIONS": "8",
+        }
+    )
+    assert s.use_redis and s.redis_url is None
+    assert s.redis_sentinels == ("10.0.0.1:26379", "10.0.0.2:26379") and s.redis_sentinel_master == "mymaster"
+    assert (s.redis_min_replicas_ack, s.redis_replica_ack_timeout, s.redis_max_connections) == (1, 0.25, 8)
+    assert s.masked()["redis_sentinel_password"] == "***"
+    assert Settings.from_env({"REDIS_URL": "redis://h:1/0", "REDIS_CLUSTER": "true"}).redis_cluster == "true"
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"REDIS_SENTINELS": "nohost", "REDIS_SENTINEL_MASTER": "m"}, "REDIS_SENTINELS"),
+        ({"REDIS_SENTINELS": "h:99999", "REDIS_SENTINEL_MASTER": "m"}, "REDIS_SENTINELS"),
+        ({"REDIS_SENTINELS": "h:26379"}, "REDIS_SENTINEL_MASTER"),
+        ({"REDIS_URL": "redis://h/0", "REDIS_CLUSTER": "maybe"}, "REDIS_CLUSTER"),
+        ({"REDIS_MIN_REPLICAS_ACK": "-1"}, "REDIS_MIN_REPLICAS_ACK"),
+        ({"REDIS_MAX_CONNECTIONS": "1"}, "REDIS_MAX_CONNECTIONS"),
+    ],
+)
+def test_bad_redis_topology_settings_are_named(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        Settings.from_env(env)
