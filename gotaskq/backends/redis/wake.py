@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import contextlib
 from collections.abc import Callable
 from typing import Any
 
+import redis.asyncio as aioredis
 from redis import exceptions as rexc
 
 from ... import keys
 from ...errors import GotaskqError
 from .codec import text
+
+log = logging.getLogger("gotaskq.redis")
 
 
 class WakeListener:
@@ -67,46 +71,112 @@ class WakeListener:
 
 class ShardedWakeListener(WakeListener):
     """Cluster: SSUBSCRIBE to each queue's ``gtq:{q}:wake`` on the primary that owns its slot,
-    one reader per primary. New queues are subscribed within REFRESH_S; after a failover or a
-    slot move the subscriptions are rebuilt, and waiters poll meanwhile."""
+    one connection and reader per primary. A primary that goes down loses only its own
+    subscriptions (its queues' waiters poll until they move to the promoted replica); the
+    others keep waking their workers at once. New queues are subscribed within REFRESH_S."""
 
     REFRESH_S = 2.0
+    RETRY_S = 0.5
+
+    def __init__(self, client: Any, on_queue: Callable[[str], None]) -> None:
+        super().__init__(client, on_queue)
+        self._shards: dict[str, _Shard] = {}  # primary "host:port" -> its subscription
 
     async def _listen(self) -> None:
-        while True:
-            pubsub = self._client.pubsub()
-            readers: dict[str, asyncio.Task[None]] = {}
-            subscribed: set[str] = set()
-            try:
-                while True:
-                    names = await self._client.smembers(keys.QUEUES)
-                    fresh = {keys.wake_channel(text(n), True) for n in names} - subscribed
-                    if fresh:
-                        await pubsub.ssubscribe(*sorted(fresh))
-                        subscribed |= fresh
-                        self.event.set()  # notices sent before the subscription took are not lost
-                    for name in list(pubsub.node_pubsub_mapping):
-                        task = readers.get(name)
-                        if task is not None and task.done():
-                            task.result()  # a reader that failed: rebuild everything
-                        if task is None:
-                            readers[name] = asyncio.create_task(self._read(pubsub, name))
-                    await asyncio.sleep(self.REFRESH_S)
-            except asyncio.CancelledError:
-                raise
-            except (GotaskqError, rexc.RedisError, OSError):
-                self.event.set()
-                await asyncio.sleep(0.5)
-            finally:
-                for task in readers.values():
-                    task.cancel()
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+        try:
+            while True:
+                missing = await self._subscribe_missing()
+                for name, shard in list(self._shards.items()):
+                    if shard.broken:  # its primary went away: resubscribe its channels elsewhere
+                        log.warning("wake-ups from %s lost (%s); subscribing again", name, shard.error())
+                        await shard.close()
+                        del self._shards[name]
+                        self.event.set()
+                        missing = True
+                await asyncio.sleep(self.RETRY_S if missing else self.REFRESH_S)
+        finally:
+            for shard in self._shards.values():
+                await shard.close()
+            self._shards.clear()
 
-    async def _read(self, pubsub: Any, node_name: str) -> None:
-        node = self._client.get_node(node_name=node_name)
+    async def _subscribe_missing(self) -> bool:
+        """Subscribe every queue's channel not yet subscribed; True while some could not be."""
+        try:
+            names = await self._client.smembers(keys.QUEUES)
+        except (rexc.RedisError, OSError):
+            self.event.set()
+            return True
+        have = set().union(*(s.channels for s in self._shards.values()))
+        missing = False
+        by_node: dict[str, tuple[Any, list[str]]] = {}
+        for channel in sorted({keys.wake_channel(text(n), True) for n in names} - have):
+            try:
+                node = self._client.get_node_from_key(channel)
+            except rexc.RedisError:  # a slot without a primary for now (failover under way)
+                missing = True
+                continue
+            by_node.setdefault(node.name, (node, []))[1].append(channel)
+        for name, (node, channels) in by_node.items():
+            shard = self._shards.get(name)
+            try:
+                if shard is None:
+                    shard = self._shards[name] = _Shard.open(node, self._deliver)
+                await shard.subscribe(channels)
+            except (rexc.RedisError, OSError):
+                missing = True
+                if shard is not None:
+                    await shard.close()
+                self._shards.pop(name, None)
+                continue
+            self.event.set()  # notices sent before the subscription took are not lost
+        return missing
+
+    def _deliver(self, queue: str) -> None:
+        self._on_queue(queue)
+        self.event.set()
+
+
+class _Shard:
+    """One primary's shard-channel subscriptions, on a connection of their own."""
+
+    def __init__(self, client: Any, on_queue: Callable[[str], None]) -> None:
+        self._client = client
+        self._pubsub = client.pubsub()
+        self._on_queue = on_queue
+        self.channels: set[str] = set()
+        self.reader: asyncio.Task[None] | None = None  # started once something is subscribed
+
+    @classmethod
+    def open(cls, node: Any, on_queue: Callable[[str], None]) -> _Shard:
+        pool = aioredis.ConnectionPool(connection_class=node.connection_class, **node.connection_kwargs)
+        return cls(aioredis.Redis(connection_pool=pool), on_queue)
+
+    async def subscribe(self, channels: list[str]) -> None:
+        for channel in channels:  # one SSUBSCRIBE each: its channels must share a slot
+            await self._pubsub.ssubscribe(channel)
+        self.channels.update(channels)
+        if self.reader is None:
+            self.reader = asyncio.create_task(self._read())
+
+    def error(self) -> BaseException | None:
+        return None if self.reader is None or self.reader.cancelled() else self.reader.exception()
+
+    @property
+    def broken(self) -> bool:
+        return self.reader is not None and self.reader.done()
+
+    async def _read(self) -> None:
         while True:
-            msg = await pubsub.get_sharded_message(ignore_subscribe_messages=True, timeout=5.0, target_node=node)
+            msg = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
             if msg is not None and text(msg["type"]) == "smessage":
                 self._on_queue(text(msg["data"]))
-                self.event.set()
+
+    async def close(self) -> None:
+        if self.reader is not None:
+            self.reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.reader
+        with contextlib.suppress(Exception):
+            await self._pubsub.aclose()
+        with contextlib.suppress(Exception):
+            await self._client.aclose()
