@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .backends.base import Claimed, Completion
+from .backends.base import Claimed, Completion, FailOutcome
 from .backoff import retry_delay
 from .batching import Batcher
 from .errors import BackendUnavailable, GotaskqError, QueueNotFound, StaleLease
@@ -100,6 +100,7 @@ class Worker:
         self._queue_backoff: dict[str, tuple[int, float]] = {}  # queue -> (failures, retry at monotonic)
         self._executor = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="gotaskq-job")
         self._completers: dict[str, Batcher[Completion, bool]] = {}
+        self._deferred: set[asyncio.Task[None]] = set()  # outcomes being retried in the background
         self._children: dict[str, Any] = {}
 
     @property
@@ -139,6 +140,7 @@ class Worker:
         # have its completion applied; releasing that job is then refused by its token.
         self._abandon = True
         await _cancel(runners)
+        await _cancel(list(self._deferred))
         await _cancel([heartbeat])
         await self._release_abandoned()
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -272,17 +274,40 @@ class Worker:
             claimed = await self._ready.get()
             if claimed is None:
                 return
+            settled = True
             try:
-                await self._execute(claimed, task)
+                settled = await self._execute(claimed, task)
             except asyncio.CancelledError:
                 if self._abandon:
                     return  # shutdown: the entry stays in _inflight and its lease is released
                 raise
             except Exception:  # never let one job kill a runner
                 log.exception("unexpected error while running job %s", claimed.job.id)
-            self._inflight.pop((claimed.job.id, claimed.token), None)
-            if not self._inflight:
-                self._idle.set()
+            if settled:
+                self._settle(claimed)
+
+    def _settle(self, claimed: Claimed) -> None:
+        self._inflight.pop((claimed.job.id, claimed.token), None)
+        if not self._inflight:
+            self._idle.set()
+
+    def _later(self, claimed: Claimed, call: Callable[[], Awaitable[R]], then: Callable[[R], None]) -> None:
+        """Record an outcome in the background, retrying through the outage that refused it, so
+        the runner takes the next job: a queue whose node is down does not hold every runner."""
+
+        async def retry() -> None:
+            try:
+                out = await self._with_retries(call, claimed.job)
+                if out is not None:
+                    then(out)
+            except StaleLease:
+                self._stale(claimed.job, "failure")
+            finally:
+                self._settle(claimed)
+
+        task = asyncio.create_task(retry())
+        self._deferred.add(task)
+        task.add_done_callback(self._deferred.discard)
 
     def _child(self, kind: str, queue: str, *labels: str) -> Any:
         key = f"{kind}|{queue}|{'|'.join(labels)}"
@@ -291,7 +316,8 @@ class Worker:
             child = self._children[key] = getattr(self.metrics, kind).labels(queue, *labels)
         return child
 
-    async def _execute(self, claimed: Claimed, task: asyncio.Task[Any]) -> None:
+    async def _execute(self, claimed: Claimed, task: asyncio.Task[Any]) -> bool:
+        """Run the handler and record its outcome; False when a background retry records it."""
         job = claimed.job
         q = job.queue
         t0 = time.perf_counter()
@@ -328,9 +354,8 @@ class Worker:
                 self._free_slot()
             self._child("duration", q).observe(time.perf_counter() - t0)
         if error is None:
-            await self._complete(claimed, result)
-        else:
-            await self._fail(claimed, error)
+            return await self._complete(claimed, result)
+        return await self._fail(claimed, error)
 
     def _free_slot(self, thread: object = None) -> None:
         if isinstance(thread, asyncio.Future) and not thread.cancelled():
@@ -338,7 +363,7 @@ class Worker:
         self._busy -= 1
         self._slot_free.set()
 
-    async def _complete(self, claimed: Claimed, result: Any) -> None:
+    async def _complete(self, claimed: Claimed, result: Any) -> bool:
         job = claimed.job
         batcher = self._completers.get(job.queue)
         if batcher is None:
@@ -349,29 +374,46 @@ class Worker:
 
             batcher = self._completers[job.queue] = Batcher(flush)
         item = Completion(job.id, claimed.token, bounded_result(result))
-        ok = await self._with_retries(lambda: batcher.submit(item), job)
-        if ok is None:
-            return
+        try:
+            ok = await batcher.submit(item)
+        except BackendUnavailable:
+            self._later(claimed, lambda: batcher.submit(item), lambda ok: self._completed(job, ok))
+            return False
+        self._completed(job, ok)
+        return True
+
+    def _completed(self, job: Job, ok: bool) -> None:
         if ok:
             self._child("processed", job.queue, "done").inc()
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("job done", extra=_extra(job))
         else:
-            self.metrics.stale.inc()
-            log.warning("stale completion refused: the lease expired and the job was recovered", extra=_extra(job))
+            self._stale(job, "completion")
 
-    async def _fail(self, claimed: Claimed, error: str) -> None:
+    def _stale(self, job: Job, what: str) -> None:
+        self.metrics.stale.inc()
+        log.warning("stale %s refused: the lease expired and the job was recovered", what, extra=_extra(job))
+
+    async def _fail(self, claimed: Claimed, error: str) -> bool:
         job = claimed.job
         s = self.settings
         delay_ms = int(retry_delay(job.attempts, s.base_delay, s.max_delay) * 1000)
+
+        def call() -> Awaitable[FailOutcome]:
+            return self.backend.fail(job, claimed.token, error, delay_ms)
+
         try:
-            outcome = await self._with_retries(lambda: self.backend.fail(job, claimed.token, error, delay_ms), job)
+            outcome = await call()
         except StaleLease:
-            self.metrics.stale.inc()
-            log.warning("stale failure refused: the lease expired and the job was recovered", extra=_extra(job))
-            return
-        if outcome is None:
-            return
+            self._stale(job, "failure")
+            return True
+        except BackendUnavailable:
+            self._later(claimed, call, lambda o: self._failed(job, o, error, delay_ms))
+            return False
+        self._failed(job, outcome, error, delay_ms)
+        return True
+
+    def _failed(self, job: Job, outcome: FailOutcome, error: str, delay_ms: int) -> None:
         if outcome.status is JobStatus.DEAD:
             self._child("processed", job.queue, "dead").inc()
             self._child("dead", job.queue).inc()

@@ -284,6 +284,8 @@ class RedisClusterSet:
                 "--cluster-enabled", "yes",
                 "--cluster-config-file", "nodes.conf",
                 "--cluster-node-timeout", str(self.node_timeout_ms),
+                # As gotaskq's README asks: a failed primary stalls only its own slots, not all.
+                "--cluster-require-full-coverage", "no",
                 "--appendonly", "yes",
                 "--appendfsync", "everysec",
                 "--save", "",
@@ -605,6 +607,22 @@ class RedisSentinelSet:
 
         _wait_until(f"sentinel failover from {old}", failed_over, FAILOVER_DEADLINE_S, self._logs)
         return self.current_primary()
+
+    def restart_server(self, port: int) -> None:
+        """Start a killed server again as a replica of the current primary (same port and dir),
+        and wait until it is linked: the set can fail over once more."""
+        proc = self.servers[port]
+        if proc.alive:
+            raise RuntimeError(f"redis-server {port} is still running")
+        primary = self.current_primary()
+        base = [a for a in proc.args if a != "--replicaof"]
+        if "--replicaof" in proc.args:
+            i = proc.args.index("--replicaof")
+            base = proc.args[:i] + proc.args[i + 3 :]
+        proc.args = [*base, "--replicaof", "127.0.0.1", str(primary)]
+        proc.spawn()
+        proc.wait_for_ping()
+        _wait_until(f"replica {port} linked", lambda: self._replica_linked(port), TOPOLOGY_DEADLINE_S, self._logs)
 
     def flushall(self) -> None:
         with _client(self.current_primary(), timeout=5.0) as client:

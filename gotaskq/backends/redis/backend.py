@@ -6,7 +6,9 @@ holds Redis for more than a few milliseconds at any NUM_WORKERS or batch size.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -14,7 +16,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import PipelineCommand, RedisCluster
 
 from ... import keys
 from ...batching import Batcher
@@ -48,9 +50,9 @@ from ..base import (
 from ..paging import all_queues_page, decode_cursor, encode_cursor
 from .codec import claimed_job, decode_job, job_record, num, opt_text, text
 from .connection import WORKER_POOL_SIZE, Topology, cluster_enabled, guard, make_topology, startup_checks
-from .lookup import ActiveQueues, JobIndex
+from .lookup import ActiveQueues, Backlog, JobIndex
 from .node_lease import NodeLease
-from .scripts import Scripts
+from .scripts import Scripts, script_keys
 from .wake import ShardedWakeListener, WakeListener
 
 log = logging.getLogger("gotaskq.redis")
@@ -60,6 +62,7 @@ PROMOTE_LIMIT = 250
 CHUNK = 250  # jobs per script call (claim: CLAIM_CHUNK): each call stays a few ms of Redis time
 CLAIM_CHUNK = 200  # a claimed job costs the most (a read of every field, and its reply)
 REBUILD_ACTIVE_S = 3600.0
+RELEARN_S = 0.5
 
 
 class NotReplicated(BackendUnavailable):
@@ -86,6 +89,8 @@ class RedisBackend:
         self._wake: WakeListener | None = None
         self._enqueuers: dict[str, Batcher[NewJob, Enqueued | GotaskqError]] = {}
         self._rebuilt_at: int | None = None
+        self._backlog: Backlog | None = None
+        self._relearned_at = 0.0
 
     # -- connection ------------------------------------------------------------------------
     @property
@@ -157,14 +162,17 @@ class RedisBackend:
             self.cluster = topology.cluster
         self._scripts = Scripts(self._client)
         self._nodes = NodeLease(self._client, self._scripts.renew_node)
-        self._index = JobIndex(self._client)
-        self._active = ActiveQueues(self._client)
+        self._backlog = Backlog(self._client) if self.cluster else None
+        self._index = JobIndex(self._client, self._backlog)
+        self._active = ActiveQueues(self._client, self._backlog)
         listener = ShardedWakeListener if self.cluster else WakeListener
         self._wake = listener(self._client, self._active.noticed.add)
 
     async def close(self) -> None:
         if self._wake is not None:
             await self._wake.close()
+        if self._backlog is not None:
+            await self._backlog.close()
         if self._nodes is not None:
             await self._nodes.release()
         if self._owns_client and self._topology is not None:
@@ -206,7 +214,7 @@ class RedisBackend:
                     await self.index.write_now(queue, index)
                 res = await self._acked(client, script, queue, list(args), n)
                 if activate:
-                    await client.sadd(keys.ACTIVE, queue)
+                    await self.active.add_now(queue)
                 return res
             pipe = client.pipeline(transaction=False)
             if index:
@@ -226,22 +234,44 @@ class RedisBackend:
     def _ack_ms(self) -> int:
         return max(1, int(self.settings.redis_replica_ack_timeout * 1000))
 
+    async def _relearn_slots(self, client: Any) -> None:
+        """Ask the Cluster for its slots again, at most every RELEARN_S: during a failover every
+        write to the lost primary's queues fails, and each must not trigger a refresh of its own."""
+        if time.monotonic() - self._relearned_at < RELEARN_S:
+            return
+        self._relearned_at = time.monotonic()
+        with contextlib.suppress(rexc.RedisError, OSError):
+            await client.nodes_manager.initialize()
+
     async def _acked(self, client: Any, script: str, queue: str, args: list[Any], n: int) -> Any:
-        """Cluster: the script, then WAIT on the same connection of the queue's primary."""
+        """Cluster: the script, then WAIT, on one connection of the queue's primary (redis-py's
+        Cluster pipeline refuses scripts, so the two commands go through the node itself)."""
         if not n:
             return await self.scripts.run(script, queue, args, client)
+        code = getattr(self.scripts, script)
+        script_keys_ = script_keys(script, queue)
         for attempt in range(2):
-            pipe = client.pipeline(transaction=False)
-            await self.scripts.run(script, queue, args, pipe)
-            node = client.get_node_from_key(keys.queue_prefix(queue))
-            pipe.execute_command("WAIT", n, self._ack_ms, target_nodes=node)
+            node = client.get_node_from_key(script_keys_[0])
+            cmds = [
+                PipelineCommand(0, "EVALSHA", code.sha, len(script_keys_), *script_keys_, *args),
+                PipelineCommand(1, "WAIT", n, self._ack_ms),
+            ]
             try:
-                res, acked = await pipe.execute()
-            except rexc.NoScriptError:  # a new primary after a failover: load, then once more
-                if attempt:
-                    raise
-                await client.script_load(getattr(self.scripts, script).script)
+                await node.execute_pipeline(cmds)
+            except (rexc.ConnectionError, rexc.TimeoutError, OSError):
+                await self._relearn_slots(client)  # the primary may be gone: learn the new one
+                raise
+            res, acked = cmds[0].result, cmds[1].result
+            if isinstance(res, rexc.NoScriptError) and not attempt:  # a new primary after a failover
+                await client.script_load(code.script)
                 continue
+            if isinstance(res, (rexc.MovedError, rexc.AskError)):
+                await self._relearn_slots(client)
+                raise BackendUnavailable(f"slot of queue {queue!r} moved: {res}")
+            for r in (res, acked):
+                if isinstance(r, Exception):
+                    raise r
+            assert isinstance(acked, int)
             _check_acked(acked, n)
             return res
         raise AssertionError("unreachable")
@@ -542,8 +572,11 @@ class RedisBackend:
     async def active_queues(self) -> list[str]:
         now = now_ms()
         if self._rebuilt_at is None or now - self._rebuilt_at > REBUILD_ACTIVE_S * 1000:
-            self._rebuilt_at = now
-            await self.active.rebuild(await self.list_queues())
+            try:
+                await self.active.rebuild(await self.list_queues())
+                self._rebuilt_at = now
+            except BackendUnavailable as exc:  # next time; meanwhile the set and notices serve
+                log.warning("could not rebuild the active queue set: %s", exc)
         return await self.active.members()
 
     async def mark_idle(self, queue: str) -> None:

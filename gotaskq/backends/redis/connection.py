@@ -37,6 +37,7 @@ def _no_retry() -> Retry:
     report a written enqueue as failed. Errors surface (503, a worker's retry) instead."""
     return Retry(NoBackoff(), 0)
 
+
 WORKER_POOL_SIZE = 16
 # Redis is there but cannot take a write now: a 503 for the client, a retry for a worker.
 REFUSALS = (
@@ -205,6 +206,12 @@ async def startup_checks(topology: Topology) -> None:
                 "LOSE JOBS. Set maxmemory-policy noeviction.",
                 name,
                 policy,
+            )
+        if topology.cluster and conf.get("cluster-require-full-coverage", "no") == "yes":
+            log.warning(
+                "REDIS %s: cluster-require-full-coverage is yes: while one primary is down the whole "
+                "Cluster refuses every command, stalling every queue. Set it to no.",
+                name,
             )
         log.info(
             "redis primary %s: appendonly=%s appendfsync=%s save=%r",

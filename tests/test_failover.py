@@ -1,0 +1,169 @@
+"""Failover on real servers: kill -9 a primary under load; no acknowledged job is lost.
+
+A steady load of enqueues with idempotency keys (a refused or failed call is retried with the
+same key, as a client should) runs while a worker processes the jobs; meanwhile a primary is
+killed. With REDIS_MIN_REPLICAS_ACK=1 every enqueue answered was on a replica before the
+answer, so every such job must end DONE after the promotion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import defaultdict
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from cluster_support import RedisClusterSet, RedisSentinelSet, queue_names_on_every_primary
+
+from gotaskq import App
+from gotaskq.backends.redis import RedisBackend
+from gotaskq.config import Settings
+from gotaskq.errors import GotaskqError
+from gotaskq.job import Job
+from gotaskq.states import JobStatus
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+S = JobStatus
+LOAD_INTERVAL_S = 0.02
+SETTLE_S = 30.0
+
+BASE = Settings(
+    num_workers=20,
+    visibility_timeout=3.0,
+    recovery_interval=0.1,
+    shutdown_grace=1.0,
+    base_delay=0.01,
+    max_delay=0.05,
+    redis_min_replicas_ack=1,
+    redis_replica_ack_timeout=1.0,
+)
+
+
+class Load:
+    """Enqueues round-robin over ``queues`` with idempotency keys until stopped; records acks."""
+
+    def __init__(self, app: App, queues: list[str]) -> None:
+        self.app = app
+        self.queues = queues
+        self.acked: dict[str, str] = {}  # job id -> queue
+        self.refused = 0
+        self._stop = asyncio.Event()
+        self._task = asyncio.create_task(self._run())
+
+    async def _submit(self, queue: str, key: str) -> None:
+        deadline = time.monotonic() + SETTLE_S
+        while time.monotonic() < deadline:
+            try:
+                job = await self.app.enqueue("t", {"k": key}, queue=queue, idempotency_key=key)
+            except GotaskqError:
+                self.refused += 1
+                await asyncio.sleep(0.05)
+                continue
+            self.acked[job.id] = queue
+            return
+        raise AssertionError(f"{key} was never accepted")
+
+    async def _run(self) -> None:
+        pending: set[asyncio.Task[None]] = set()
+        n = 0
+        while not self._stop.is_set():
+            queue = self.queues[n % len(self.queues)]
+            task = asyncio.create_task(self._submit(queue, f"{queue}-{n}"))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            n += 1
+            await asyncio.sleep(LOAD_INTERVAL_S)
+        if pending:
+            await asyncio.gather(*pending)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await self._task
+
+
+async def run_failover(
+    settings: Settings, queues: list[str], kill: Any
+) -> tuple[Load, dict[str, list[float]], float, float]:
+    """Load, then ``kill()`` in a thread (it blocks until the promotion); returns the load, the
+    handler start times per queue, and when the kill began and ended (monotonic)."""
+    app = App(settings, RedisBackend(settings), builtins=False)
+    starts: dict[str, list[float]] = defaultdict(list)
+
+    @app.task("t")
+    async def t(job: Job) -> None:
+        starts[job.queue].append(time.monotonic())
+
+    await app.start()
+    for q in queues:
+        await app.create_queue(q)
+    worker = app.worker()
+    task = asyncio.create_task(worker.run())
+    load = Load(app, queues)
+    try:
+        await asyncio.sleep(1.5)
+        began = time.monotonic()
+        await asyncio.to_thread(kill)
+        ended = time.monotonic()
+        await asyncio.sleep(1.5)
+        await load.stop()
+        deadline = time.monotonic() + SETTLE_S
+        missing: list[str] = list(load.acked)
+        while missing and time.monotonic() < deadline:
+            jobs = await asyncio.gather(*(app.get_job(j) for j in missing), return_exceptions=True)
+            missing = [
+                j for j, job in zip(missing, jobs, strict=True) if not (isinstance(job, Job) and job.status is S.DONE)
+            ]
+            await asyncio.sleep(0.2)
+        assert missing == [], f"{len(missing)} of {len(load.acked)} acknowledged jobs never ended DONE: {missing[:5]}"
+    finally:
+        await worker.stop()
+        await task
+        await app.close()
+    return load, starts, began, ended
+
+
+def max_gap(times: list[float], lo: float, hi: float) -> float:
+    """The longest time without a job start inside [lo, hi]."""
+    inside = [lo, *(t for t in times if lo <= t <= hi), hi]
+    return max(b - a for a, b in itertools.pairwise(inside))
+
+
+async def test_cluster_primary_kill_loses_no_acknowledged_job(redis_cluster: RedisClusterSet) -> None:
+    redis_cluster.flushall()
+    queues = queue_names_on_every_primary(redis_cluster)  # one queue on each primary
+    victim_queue = queues[0]
+    victim = redis_cluster.primary_for_key(f"gtq:{{{victim_queue}}}:meta")
+    settings = replace(BASE, redis_url=redis_cluster.url, redis_cluster="true")
+
+    def kill() -> None:
+        redis_cluster.kill_primary(victim)
+        redis_cluster.restart_node(victim)  # back as a replica: WAIT 1 can succeed again
+
+    load, starts, began, ended = await run_failover(settings, queues, kill)
+    assert len(load.acked) > 100
+    for q in queues[1:]:  # queues on the surviving primaries kept starting jobs throughout
+        gap = max_gap(starts[q], began, ended)
+        assert gap < 1.0, f"queue {q} on a healthy primary went {gap:.2f}s without starting a job"
+    assert any(t > ended for t in starts[victim_queue]), "the killed primary's queue never resumed"
+
+
+async def test_sentinel_primary_kill_loses_no_acknowledged_job(redis_sentinel: RedisSentinelSet) -> None:
+    redis_sentinel.flushall()
+    env = redis_sentinel.env()
+    settings = replace(
+        BASE,
+        redis_sentinels=tuple(env["REDIS_SENTINELS"].split(",")),
+        redis_sentinel_master=env["REDIS_SENTINEL_MASTER"],
+    )
+
+    def kill() -> None:
+        old = redis_sentinel.current_primary()
+        redis_sentinel.kill_primary()
+        redis_sentinel.restart_server(old)
+
+    load, starts, _, ended = await run_failover(settings, ["default", "other"], kill)
+    assert len(load.acked) > 100
+    assert any(t > ended for t in starts["default"]), "jobs never resumed after the failover"
