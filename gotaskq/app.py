@@ -20,8 +20,8 @@ DEFAULT_QUEUE = "default"
 
 
 def make_backend(settings: Settings) -> Backend:
-    """RedisBackend when REDIS_URL is configured, else the in-process MemoryBackend."""
-    if settings.redis_url is not None:
+    """RedisBackend when REDIS_URL or REDIS_SENTINELS is configured, else the in-process MemoryBackend."""
+    if settings.use_redis:
         from .backends.redis import RedisBackend
 
         return RedisBackend(settings)
@@ -179,13 +179,7 @@ class App:
         return created
 
     async def list_queues(self) -> list[QueueInfo]:
-        out = []
-        for name in await self.backend.list_queues():
-            try:
-                out.append(await self.backend.queue_info(name))
-            except QueueNotFound:
-                continue
-        return out
+        return await self.backend.queue_infos(await self.backend.list_queues())
 
     async def queue_info(self, name: str) -> QueueInfo:
         return await self.backend.queue_info(validate_queue_name(name))

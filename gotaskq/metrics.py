@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from .backends.base import Backend, QueueInfo
-from .errors import GotaskqError, QueueNotFound
+from .errors import GotaskqError
 from .loop_metrics import LoopCounter, LoopHistogram
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
@@ -54,12 +54,8 @@ class Metrics:
     async def refresh(self, backend: Backend) -> None:
         """Read queue depths from the backend at scrape time: true across processes."""
         try:
-            for name in await backend.list_queues():
-                try:
-                    info = await backend.queue_info(name)
-                except QueueNotFound:
-                    continue
-                self.queue_created(name)
+            for info in await backend.queue_infos(await backend.list_queues()):
+                self.queue_created(info.name)
                 self.set_depth(info)
             self.up.set(1)
         except GotaskqError:

@@ -117,6 +117,9 @@ class Backend(Protocol):
     async def queue_info(self, name: str) -> QueueInfo:
         """Counts per state; raise QueueNotFound."""
 
+    async def queue_infos(self, names: Sequence[str]) -> list[QueueInfo]:
+        """queue_info of many queues at once (one round trip per node); unknown ones are left out."""
+
     async def set_paused(self, name: str, paused: bool) -> QueueInfo: ...
     async def queue_stats(self, name: str, minutes: int) -> list[MinuteStats]:
         """Per-minute done/failed/dead counts of the last ``minutes`` minutes, oldest first."""

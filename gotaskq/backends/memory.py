@@ -136,6 +136,9 @@ class MemoryBackend:
         q = self._queue(name)
         return QueueInfo(name, q.paused, len(q.ready), len(q.delayed), len(q.running), len(q.dead))
 
+    async def queue_infos(self, names: Sequence[str]) -> list[QueueInfo]:
+        return [await self.queue_info(n) for n in names if n in self._queues]
+
     async def set_paused(self, name: str, paused: bool) -> QueueInfo:
         self._queue(name).paused = paused
         if not paused:

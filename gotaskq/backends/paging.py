@@ -6,11 +6,12 @@ that order strictly after it, ordering by (score, id) descending.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from ..errors import InvalidInput
 from ..job import QUEUE_NAME_RE, Job
-from .base import Page
+from .base import Page, QueueInfo
 
 
 def encode_cursor(queue: str, last: tuple[float, int]) -> str:
@@ -39,12 +40,15 @@ def parse_cursor(cursor: str) -> tuple[str, int, int]:
 
 class _DeadLister(Protocol):
     async def list_queues(self) -> list[str]: ...
+    async def queue_infos(self, names: Sequence[str]) -> list[QueueInfo]: ...
     async def list_dead(self, queue: str | None, limit: int, cursor: str | None) -> Page: ...
 
 
 async def all_queues_page(backend: _DeadLister, limit: int, cursor: str | None) -> Page:
-    """Dead jobs of every queue: queues in name order, each newest first."""
-    queues = await backend.list_queues()
+    """Dead jobs of every queue: queues in name order, each newest first. The queues' DLQ sizes
+    are read at once first (one pipeline, every Cluster primary in parallel): only queues with
+    dead jobs are paged."""
+    queues = [i.name for i in await backend.queue_infos(await backend.list_queues()) if i.dead]
     start_queue = parse_cursor(cursor)[0] if cursor else None
     jobs: list[Job] = []
     for name in queues:

@@ -63,6 +63,7 @@ CHUNK = 250  # jobs per script call (claim: CLAIM_CHUNK): each call stays a few 
 CLAIM_CHUNK = 200  # a claimed job costs the most (a read of every field, and its reply)
 REBUILD_ACTIVE_S = 3600.0
 RELEARN_S = 0.5
+INFO_BATCH = 200  # queues per pipeline of queue_infos
 
 
 class NotReplicated(BackendUnavailable):
@@ -295,16 +296,29 @@ class RedisBackend:
         return sorted(text(n) for n in names)
 
     async def queue_info(self, name: str) -> QueueInfo:
-        p = keys.queue_prefix(name)
-        async with guard():
-            pipe = self.client.pipeline(transaction=False)
-            pipe.hmget(p + "meta", ["created", "paused"])
-            for suffix in ("ready", "delayed", "running", "dead"):
-                pipe.zcard(p + suffix)
-            meta, pending, scheduled, running, dead = await pipe.execute()
-        if meta[0] is None:
+        found = await self.queue_infos([name])
+        if not found:
             raise QueueNotFound(f"queue {name!r} does not exist")
-        return QueueInfo(name, meta[1] == b"1", pending, scheduled, running, dead)
+        return found[0]
+
+    async def queue_infos(self, names: Sequence[str]) -> list[QueueInfo]:
+        """One pipeline for all: on a Cluster it goes to every primary at once."""
+        out: list[QueueInfo] = []
+        for start in range(0, len(names), INFO_BATCH):
+            chunk = names[start : start + INFO_BATCH]
+            async with guard():
+                pipe = self.client.pipeline(transaction=False)
+                for name in chunk:
+                    p = keys.queue_prefix(name)
+                    pipe.hmget(p + "meta", ["created", "paused"])
+                    for suffix in ("ready", "delayed", "running", "dead"):
+                        pipe.zcard(p + suffix)
+                rows = await pipe.execute()
+            for i, name in enumerate(chunk):
+                meta, pending, scheduled, running, dead = rows[5 * i : 5 * i + 5]
+                if meta[0] is not None:
+                    out.append(QueueInfo(name, meta[1] == b"1", pending, scheduled, running, dead))
+        return out
 
     async def set_paused(self, name: str, paused: bool) -> QueueInfo:
         await self.queue_info(name)
