@@ -234,11 +234,33 @@ def _output_on_failure(request: pytest.FixtureRequest, module_procs: Processes, 
         print(procs.report())
 
 
-@pytest.fixture(scope="module")
-def server(redis_server: RedisServer, module_procs: Processes) -> Proc:
-    """The shared `gotaskq serve`: small queue depth and body limit for the 429 and 413 cases."""
-    redis_server.flushall()
-    env = {**FAST, "REDIS_URL": db_url(redis_server, DB_MAIN), "MAX_QUEUE_DEPTH": "5", "MAX_BODY_BYTES": "2048"}
+@pytest.fixture(
+    scope="module",
+    params=[
+        "redis",
+        pytest.param("cluster", marks=pytest.mark.cluster),
+        pytest.param("sentinel", marks=pytest.mark.slow),
+    ],
+)
+def server(request: pytest.FixtureRequest, module_procs: Processes) -> Proc:
+    """The shared `gotaskq serve`: small queue depth and body limit for the 429 and 413 cases;
+    on one Redis, on a real Cluster found from one node's address (REDIS_CLUSTER=auto), and
+    through Sentinel."""
+    topology: dict[str, str] = {}
+    if request.param == "sentinel":
+        sentinels = request.getfixturevalue("redis_sentinel")
+        sentinels.flushall()
+        topology = sentinels.env()
+    elif request.param == "cluster":
+        cluster = request.getfixturevalue("redis_cluster")
+        cluster.flushall()
+        topology = {"REDIS_URL": cluster.url}
+    else:
+        redis_server: RedisServer = request.getfixturevalue("redis_server")
+        redis_server.flushall()
+        topology = {"REDIS_URL": db_url(redis_server, DB_MAIN)}
+    module_procs.stop_all()  # the other store's server
+    env = {**FAST, **topology, "MAX_QUEUE_DEPTH": "5", "MAX_BODY_BYTES": "2048"}
     return module_procs.gotaskq("serve", env)
 
 
