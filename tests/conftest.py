@@ -265,3 +265,45 @@ async def make_backend(
 @pytest.fixture
 async def backend(make_backend: MakeBackend) -> Backend:
     return await make_backend()
+
+
+def redis_settings(url: str, **kw: Any) -> Settings:
+    """Settings for a RedisBackend on ``url`` with short leases and retries, for tests."""
+    base: dict[str, Any] = {
+        "redis_url": url,
+        "num_workers": 2,
+        "visibility_timeout": 2.0,
+        "base_delay": 0.01,
+        "max_delay": 0.05,
+        "recovery_interval": 0.05,
+        "shutdown_grace": 1.0,
+    }
+    return Settings(**{**base, **kw})
+
+
+@pytest.fixture
+def raw(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A plain client on the flushed test server, for looking behind the backend's back."""
+    redis_server.flushall()
+    client = redis.Redis.from_url(redis_server.url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+async def make_redis(raw: redis.Redis, redis_server: RedisServer) -> AsyncIterator[Callable[..., Any]]:
+    """``await make_redis(**settings)``: a connected RedisBackend on the flushed test server."""
+    from gotaskq.backends.redis import RedisBackend
+
+    made: list[Any] = []
+
+    async def make(**kw: Any) -> Any:
+        backend = RedisBackend(redis_settings(redis_server.url, **kw))
+        made.append(backend)
+        await backend.connect()
+        await backend.create_queue("default")
+        return backend
+
+    yield make
+    for backend in made:
+        await backend.close()

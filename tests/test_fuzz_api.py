@@ -34,7 +34,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from invariants import check_invariants
 
-from gotaskq import App, Settings
+from gotaskq import App, Settings, keys
 from gotaskq.backends.base import Completion
 from gotaskq.errors import QueueFull
 from gotaskq.states import JobStatus
@@ -617,7 +617,7 @@ def scan_keys(url: str) -> list[str]:
         registered = r.smembers("gtq:queues")
         assert all(QUEUE_RE.fullmatch(q) for q in registered), registered
         for key in r.scan_iter(count=1000):
-            if key in (b"gtq:queues", b"gtq:node"):
+            if keys.is_global(key):
                 continue
             m = KEY_RE.fullmatch(key)
             assert m is not None, f"key outside the schema: {key!r}"

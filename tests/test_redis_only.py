@@ -7,13 +7,13 @@ import logging
 import shutil
 import time
 import tomllib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-from conftest import RedisServer, _free_port
+from conftest import RedisServer, _free_port, redis_settings
 from redis.crc import key_slot
 
 from gotaskq import keys
@@ -21,7 +21,6 @@ from gotaskq.app import App
 from gotaskq.backends.base import Completion
 from gotaskq.backends.redis import RedisBackend
 from gotaskq.backends.redis.scripts import NAMES, lua_source
-from gotaskq.config import Settings
 from gotaskq.errors import BackendUnavailable
 from gotaskq.job import Job, NewJob
 from gotaskq.states import JobStatus
@@ -33,44 +32,6 @@ ROOT = Path(__file__).resolve().parents[1]
 LEASE_MS = 30_000
 DEADLINE_S = 15.0
 GLOBAL_KEYS = {keys.QUEUES.encode(), keys.ACTIVE.encode()}
-
-
-def settings(url: str, **kw: Any) -> Settings:
-    base: dict[str, Any] = {
-        "redis_url": url,
-        "num_workers": 2,
-        "visibility_timeout": 2.0,
-        "base_delay": 0.01,
-        "max_delay": 0.05,
-        "recovery_interval": 0.05,
-        "shutdown_grace": 1.0,
-    }
-    return Settings(**{**base, **kw})
-
-
-@pytest.fixture
-def raw(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    """A plain client on the flushed test server, for looking behind the backend's back."""
-    redis_server.flushall()
-    client = redis.Redis.from_url(redis_server.url)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-async def make_redis(raw: redis.Redis, redis_server: RedisServer) -> AsyncIterator[Callable[..., Any]]:
-    made: list[RedisBackend] = []
-
-    async def make(**kw: Any) -> RedisBackend:
-        backend = RedisBackend(settings(redis_server.url, **kw))
-        made.append(backend)
-        await backend.connect()
-        await backend.create_queue("default")
-        return backend
-
-    yield make
-    for backend in made:
-        await backend.close()
 
 
 @pytest.fixture
@@ -155,7 +116,7 @@ async def test_every_operation_survives_a_script_flush(make_redis: Callable[...,
 # -- restarts -------------------------------------------------------------------------------
 async def test_a_worker_resumes_after_redis_restarts(redis_server: RedisServer, raw: redis.Redis) -> None:
     """bull#1873: a worker waiting for work while Redis restarts must pick up new work after."""
-    app = App(settings(redis_server.url), builtins=False)
+    app = App(redis_settings(redis_server.url), builtins=False)
     ran: list[str] = []
 
     @app.task("t")
@@ -291,7 +252,7 @@ async def test_a_warning_when_redis_may_evict_keys(
 ) -> None:
     raw.config_set("maxmemory-policy", "allkeys-lru")
     try:
-        b = RedisBackend(settings(redis_server.url))
+        b = RedisBackend(redis_settings(redis_server.url))
         await b.connect()
         await b.close()
     finally:
@@ -299,14 +260,14 @@ async def test_a_warning_when_redis_may_evict_keys(
     warnings = [r for r in gotaskq_redis_log.records if r.levelno == logging.WARNING]
     assert any("noeviction" in r.getMessage() and "allkeys-lru" in r.getMessage() for r in warnings), warnings
     gotaskq_redis_log.clear()
-    b = RedisBackend(settings(redis_server.url))
+    b = RedisBackend(redis_settings(redis_server.url))
     await b.connect()
     await b.close()
     assert not [r for r in gotaskq_redis_log.records if "noeviction" in r.getMessage()]
 
 
 async def test_a_closed_port_raises_backend_unavailable() -> None:
-    b = RedisBackend(settings(f"redis://127.0.0.1:{_free_port()}/0"))
+    b = RedisBackend(redis_settings(f"redis://127.0.0.1:{_free_port()}/0"))
     await b.connect()  # starts anyway: readiness reports the outage
     try:
         with pytest.raises(BackendUnavailable):
@@ -326,7 +287,7 @@ async def test_a_redis_that_goes_away_raises_backend_unavailable(tmp_path: Path)
     assert binary is not None
     server = RedisServer(binary, _free_port(), tmp_path)
     server.start()
-    b = RedisBackend(settings(server.url))
+    b = RedisBackend(redis_settings(server.url))
     try:
         await b.connect()
         await b.create_queue("default")
@@ -373,7 +334,7 @@ def _refusals(raw: redis.Redis, code: str) -> int:
 
 
 async def test_a_worker_survives_redis_turning_read_only(redis_server: RedisServer, raw: redis.Redis) -> None:
-    app = App(settings(redis_server.url), builtins=False)
+    app = App(redis_settings(redis_server.url), builtins=False)
 
     @app.task("t")
     async def t(job: Job) -> str:

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import redis
-from conftest import MakeBackend, RedisServer
+from conftest import MakeBackend, RedisServer, redis_settings
 
 from gotaskq import keys
 from gotaskq.app import App
@@ -32,35 +32,6 @@ LEASE_MS = 30_000
 
 def spec(**kw: Any) -> NewJob:
     return NewJob.build("t", kw.pop("payload", {"n": 1}), **kw)
-
-
-def settings(url: str, **kw: Any) -> Settings:
-    base: dict[str, Any] = {"redis_url": url, "num_workers": 2, "recovery_interval": 0.05, "shutdown_grace": 1.0}
-    return Settings(**{**base, **kw})
-
-
-@pytest.fixture
-def raw(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    redis_server.flushall()
-    client = redis.Redis.from_url(redis_server.url)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-async def make_redis(raw: redis.Redis, redis_server: RedisServer) -> AsyncIterator[Callable[..., Any]]:
-    made: list[RedisBackend] = []
-
-    async def make(**kw: Any) -> RedisBackend:
-        backend = RedisBackend(settings(redis_server.url, **kw))
-        made.append(backend)
-        await backend.connect()
-        await backend.create_queue("default")
-        return backend
-
-    yield make
-    for backend in made:
-        await backend.close()
 
 
 def commands(raw: redis.Redis, name: str | None = None) -> int:
@@ -145,7 +116,7 @@ async def test_3_live_processes_never_share_a_node_id(make_redis: Callable[..., 
     assert held is not None
     others = [n for n in range(MAX_NODE + 1) if n != held]
     raw.mset({keys.node_key(n): "someone" for n in others})  # every other node id is taken
-    crowded = RedisBackend(settings(first.settings.redis_url or ""))
+    crowded = RedisBackend(redis_settings(first.settings.redis_url or ""))
     await crowded.connect()
     try:
         with pytest.raises(BackendUnavailable, match="node ids are leased"):
@@ -230,7 +201,7 @@ async def test_5_a_worker_whose_clock_runs_ahead_does_not_spin(
 
     real = worker_module.now_ms
     monkeypatch.setattr(worker_module, "now_ms", lambda: real() + 2000)  # 2 s of skew
-    app = App(settings(redis_server.url), builtins=False)
+    app = App(redis_settings(redis_server.url), builtins=False)
     await app.start()
     await app.enqueue("t", delay=3.0)
     worker = app.worker()
@@ -249,7 +220,7 @@ async def test_5_a_worker_whose_clock_runs_ahead_does_not_spin(
 
 # -- 6 ------------------------------------------------------------------------------------------
 async def test_6_idle_cost_does_not_grow_with_empty_queues(redis_server: RedisServer, raw: redis.Redis) -> None:
-    app = App(settings(redis_server.url), builtins=False)
+    app = App(redis_settings(redis_server.url), builtins=False)
     await app.start()
     for i in range(300):
         await app.backend.create_queue(f"empty-{i}")
@@ -274,7 +245,7 @@ async def test_6_finding_a_job_by_id_costs_constant_calls(make_redis: Callable[.
     for i in range(300):
         await b.create_queue(f"q{i}")
     job = (await b.enqueue(spec(queue="q150"))).job
-    other = RedisBackend(settings(b.settings.redis_url or ""))  # another process: no cache
+    other = RedisBackend(redis_settings(b.settings.redis_url or ""))  # another process: no cache
     await other.connect()
     try:
         before = commands(raw)
