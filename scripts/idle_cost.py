@@ -18,20 +18,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core import redis_server  # noqa: E402
+from bench_core import redis_server
 
-from gotaskq import App  # noqa: E402
-from gotaskq.config import Settings  # noqa: E402
-from gotaskq.job import Job  # noqa: E402
+from gotaskq import App
+from gotaskq.config import Settings
+from gotaskq.job import Job
 
 
 def calls(raw: redis.Redis) -> int:
@@ -73,12 +73,15 @@ async def slowlog_max(url: str, raw: redis.Redis, jobs: int) -> dict[str, Any]:
     raw.flushall()
     app = App(Settings(redis_url=url, num_workers=10_000, visibility_timeout=3.0, max_queue_depth=0), builtins=False)
     done = 0
+    all_done = asyncio.Event()
 
     @app.task("sleepy")
     async def sleepy(job: Job) -> None:
         nonlocal done
         await asyncio.sleep(1.2)  # held across a heartbeat (every VISIBILITY_TIMEOUT / 3)
         done += 1
+        if done >= jobs:
+            all_done.set()
 
     await app.start()
     for start in range(0, jobs, 1000):
@@ -89,9 +92,8 @@ async def slowlog_max(url: str, raw: redis.Redis, jobs: int) -> dict[str, Any]:
     worker = app.worker()
     task = asyncio.create_task(worker.run())
     try:
-        deadline = time.monotonic() + 120
-        while done < jobs and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(all_done.wait(), 120)
     finally:
         await worker.stop()
         await task
