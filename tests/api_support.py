@@ -57,13 +57,17 @@ class Api:
 MakeApi = Callable[..., Awaitable[Api]]
 
 
-@pytest.fixture(params=["memory", "fakeredis", "redis"])
+@pytest.fixture(params=["memory", "fakeredis", "redis", pytest.param("cluster", marks=pytest.mark.cluster)])
 def backend_factory(request: pytest.FixtureRequest) -> BackendFactory:
     """How each test's store is made from its Settings: the API suite runs on every store."""
     if request.param == "memory":
         return MemoryBackend
     if request.param == "fakeredis":
         return lambda s: RedisBackend(s, client=fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer()))
+    if request.param == "cluster":
+        cluster = request.getfixturevalue("redis_cluster")
+        cluster.flushall()
+        return lambda s: RedisBackend(replace(s, redis_url=cluster.url, redis_cluster="true"))
     server = request.getfixturevalue("redis_server")
     server.flushall()
     return lambda s: RedisBackend(replace(s, redis_url=server.url))

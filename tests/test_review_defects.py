@@ -193,6 +193,20 @@ async def test_4_worker_leases_do_not_share_the_api_pool(make_redis: Callable[..
             await pool.release(conn)
 
 
+async def test_4_a_thousand_concurrent_http_reads_answer_200(redis_server: RedisServer, raw: redis.Redis) -> None:
+    """Through the real ASGI app on a real Redis with the default pool: 1,000 × 200, no 503."""
+    from contextlib import AsyncExitStack
+
+    from api_support import serve
+
+    async with AsyncExitStack() as stack:
+        app = App(redis_settings(redis_server.url), builtins=False)
+        api = await serve(stack, app)
+        job = await api.job()
+        got = await asyncio.gather(*(api.client.get(f"/jobs/{job['id']}") for _ in range(1000)))
+    assert sorted({r.status_code for r in got}) == [200]
+
+
 # -- 5 ------------------------------------------------------------------------------------------
 async def test_5_a_worker_whose_clock_runs_ahead_does_not_spin(
     redis_server: RedisServer, raw: redis.Redis, monkeypatch: pytest.MonkeyPatch
