@@ -194,7 +194,7 @@ async def test_4_worker_leases_do_not_share_the_api_pool(make_redis: Callable[..
 
 
 async def test_4_a_thousand_concurrent_http_reads_answer_200(redis_server: RedisServer, raw: redis.Redis) -> None:
-    """Through the real ASGI app on a real Redis with the default pool: 1,000 × 200, no 503."""
+    """Through the real ASGI app on a real Redis with the default pool: 1,000 answers of 200, no 503."""
     from contextlib import AsyncExitStack
 
     from api_support import serve
