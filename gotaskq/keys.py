@@ -6,8 +6,8 @@ so each Lua script touches a single Cluster slot.
 | gtq:queues                   | set    | create_queue (Python, before the meta hash)   | none |
 | gtq:active                   | set    | queues that may have work (see lookup.py)     | none |
 | gtq:node:<n>                 | string | a process's lease on Snowflake node id n      | 60 s, renewed |
-| gtq:ix:<hour>                | hash   | job id -> queue of ids minted that hour (lookup.py) | none; pruned |
-| gtq:ix:hours                 | set    | the hours that have an index hash             | none |
+| gtq:ix:<node>:<hour>         | zset   | runs of ids -> queue, one per enqueue call (lookup.py) | none; pruned |
+| gtq:ix:hours                 | set    | the "<node>:<hour>" buckets that have an index | none |
 | gtq:wake                     | pubsub | enqueue, replay, fail, release (PUBLISH queue name) | -   |
 | gtq:{q}:wake                 | shard pubsub | the same on a Cluster (SPUBLISH)        | -   |
 | gtq:{q}:meta                 | hash   | create_queue, set_paused; read by enqueue, claim | none |
@@ -57,9 +57,9 @@ def node_key(node: int) -> str:
     return f"{PREFIX}:node:{node}"
 
 
-def index_key(hour: int) -> str:
-    """``gtq:ix:<hour>``: the id -> queue index of the jobs whose id was minted in that hour."""
-    return f"{PREFIX}:ix:{hour}"
+def index_key(bucket: str) -> str:
+    """``gtq:ix:<node>:<hour>``: the runs of ids one process minted in one hour (lookup.py)."""
+    return f"{PREFIX}:ix:{bucket}"
 
 
 def queue_prefix(queue: str) -> str:

@@ -26,7 +26,7 @@ log = logging.getLogger("gotaskq.worker")
 R = TypeVar("R")
 QUEUE_REFRESH_S = 1.0
 IDLE_POLL_S = 1.0
-MIN_SLEEP_S = 0.01  # a floor under every idle sleep: no spinning, whatever the clocks say
+MIN_SLEEP_S = 0.001  # a floor under every idle sleep: no spinning, whatever the clocks say
 BOOKKEEPING_RETRY_S = 0.25
 HOUSEKEEPING_S = 60.0
 RECOVERY_PASSES = 100  # recover_expired calls per queue per pass at most (each takes a few hundred jobs)
@@ -193,7 +193,10 @@ class Worker:
                 if next_due is not None:  # both times are the store's clock: local skew cannot spin us
                     timeout = min(timeout, next_due / 1000)
                 await self._wait_for_work(max(MIN_SLEEP_S, timeout))
-                self._queues_at = 0.0  # woken: a notice may name a queue that just got work
+                # Woken: a notice may name a queue that just got work; no round trip to learn it.
+                fresh = [q for q in await self.backend.woken_queues() if q not in self._queues]
+                if fresh:
+                    self._queues = sorted([*self._queues, *fresh])
 
     async def _claim_round(self, free: int) -> tuple[int, bool, float | None]:
         """Claim up to ``free`` jobs round-robin; ``drained``: every queue gave less than asked.
@@ -230,8 +233,10 @@ class Worker:
                 log.warning("claiming from %s failed (%s: %s); other queues go on", q, type(exc).__name__, exc)
                 continue
             self._queue_backoff.pop(q, None)
-            if batch.idle:
-                await self._forget_idle(q)
+            if batch.idle:  # in the background: the claims of the other queues go first
+                task = asyncio.create_task(self._forget_idle(q))
+                self._deferred.add(task)
+                task.add_done_callback(self._deferred.discard)
             for c in batch.jobs:
                 self._inflight[(c.job.id, c.token)] = _InFlight(c)
                 self._ready.put_nowait(c)

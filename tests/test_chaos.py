@@ -140,3 +140,31 @@ def test_checker_explains_a_duplicate_by_a_fault_on_its_worker_only(tmp_path: Pa
     assert elsewhere["duplicates"]["unexplained"] == 1
     api = checked(tmp_path / "c", faults=[("api_kill", T0 + 1.0, T0 + 2.0, None)])
     assert api["duplicates"]["unexplained"] == 1  # the API runs no job: it explains nothing
+
+
+def test_failover_report_separates_the_killed_primarys_queues(tmp_path: Path) -> None:
+    """--cluster: per kill, the start gap and the 503 window of each queue, killed vs surviving."""
+    chaos = load_chaos()
+    assert chaos.start_gap([0.0, 1.0, 2.0, 6.0, 7.0], 2.5, 3.0) == 4.0
+    assert chaos.start_gap([0.0, 1.0], 2.0, 3.0) is None  # nothing started after the kill
+    cfg = chaos.Config(n=4, faultfree=0, topology="cluster", primary_kills=1, min_replicas_ack=1)
+    cluster = chaos.Cluster(cfg, tmp_path)
+    cluster.queues = ("q-a", "q-b")
+    run = chaos.Run(cfg, cluster, chaos.ExecTracker(cluster.exec_dir), random.Random(0))
+    run.kills = [{"killed": 7001, "new_primary": 7004, "queues_on_killed": ["q-a"], "t0": T0 + 10,
+                  "t_promoted": T0 + 14, "t_rejoined": T0 + 15}]  # fmt: skip
+    with (cluster.exec_dir / "exec-1.jsonl").open("w") as f:
+        starts = [("q-a", 9.5), ("q-a", 14.5), ("q-b", 9.8), ("q-b", 11.0), ("q-b", 12.5), ("q-b", 15.2)]
+        for n, (q, t) in enumerate(starts):
+            f.write(json.dumps({"ev": "start", "x": f"x{n}", "id": str(n), "att": 1, "pid": 1, "kind": "fast",
+                                "key": f"k{n}", "q": q, "t": T0 + t}) + "\n")  # fmt: skip
+    run.tracker.poll()
+    subs = chaos.make_jobs("cx", 2, random.Random(0), cluster.queues)
+    subs[0].queue, subs[0].errs = "q-a", [(T0 + 10.5, "503"), (T0 + 13.5, "503")]
+    subs[1].queue, subs[1].errs = "q-b", [(T0 + 9.0, "connect")]  # before the kill
+    report = chaos.failover_report(run, [chaos.Phase("chaos", subs, T0, T0 + 20, T0 + 25)])
+    (kill,) = report["kills"]
+    assert report["errors_before_first_kill"] == 1
+    assert kill["start_gap_s"] == {"killed_queues": 5.0, "surviving_queues": 2.7}
+    assert kill["err_window_s"] == {"all": 3.0, "killed_queues": 3.0, "surviving_queues": 0.0}
+    assert (kill["promote_s"], kill["rejoin_s"], kill["errors"]) == (4.0, 1.0, {"503": 2})

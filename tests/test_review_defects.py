@@ -392,3 +392,38 @@ async def test_11_a_failing_queue_does_not_stall_the_others() -> None:
 def test_chunk_is_at_most_500() -> None:
     assert redis_backend_module.CHUNK <= 500 and redis_backend_module.CLAIM_CHUNK <= 500
     assert node_lease.LEASE_MS > node_lease.RENEW_EVERY_S * 1000 + node_lease.SAFETY_S * 1000
+
+
+# -- 6: the id index stores runs of ids ---------------------------------------------------------
+def test_6_a_run_of_ids_crosses_a_sequence_overflow_and_an_hour() -> None:
+    from gotaskq.backends.redis.lookup import SEQ_SHIFT, ids_of_run, runs_of
+    from gotaskq.ids import EPOCH_MS, MAX_SEQ, SEQ_BITS
+
+    hour_end = (3_600_000 * 500_000 - EPOCH_MS - 1) << SEQ_SHIFT  # the last ms of an hour
+    first = hour_end | (7 << SEQ_BITS) | (MAX_SEQ - 1)
+    ids = ids_of_run(first, ((hour_end >> SEQ_SHIFT) + 1) << SEQ_SHIFT | (7 << SEQ_BITS) | 1)
+    assert [i & MAX_SEQ for i in ids] == [MAX_SEQ - 1, MAX_SEQ, 0, 1]
+    assert len({(i >> SEQ_BITS) & 1023 for i in ids}) == 1, "one node id throughout"
+    runs = runs_of("q", [str(ids[0]), str(ids[-1])])
+    assert [r.score for r in runs][1] == 0 and runs[0].bucket != runs[1].bucket
+
+
+async def test_6_every_job_of_a_multi_queue_batch_is_found_from_another_process(
+    make_redis: Callable[..., Any], raw: redis.Redis
+) -> None:
+    b: RedisBackend = await make_redis()
+    for q in ("a", "b"):
+        await b.create_queue(q)
+    jobs = [e.job for e in await b.enqueue_many([spec(queue="ab"[i % 2]) for i in range(1000)])]
+    other = RedisBackend(redis_settings(b.settings.redis_url or ""))
+    await other.connect()
+    try:
+        reads = ("zrevrangebyscore", "hgetall")
+        before = sum(commands(raw, c) for c in reads)
+        found = await asyncio.gather(*(other.get_job(j.id) for j in jobs))
+        assert [(f.id, f.queue) for f in found if f is not None] == [(j.id, j.queue) for j in jobs]
+        assert sum(commands(raw, c) for c in reads) - before == 2 * len(jobs), "one index read, one job read"
+        assert len(raw.keys("gtq:ix:*:*")) == 1, "one bucket: one process, one hour"
+        assert raw.zcard(raw.keys("gtq:ix:*:*")[0]) <= 8, "a run per script call, not an entry per job"
+    finally:
+        await other.close()

@@ -156,6 +156,9 @@ class Backend(Protocol):
     async def active_queues(self) -> list[str]:
         """Queues that may hold waiting or running jobs (a superset): what a worker polls."""
 
+    async def woken_queues(self) -> list[str]:
+        """Queues named by wake-ups since the last call, known without a round trip to the store."""
+
     async def mark_idle(self, queue: str) -> None:
         """A claim found ``queue`` idle: stop listing it until an enqueue or replay."""
 

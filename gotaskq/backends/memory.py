@@ -453,6 +453,9 @@ class MemoryBackend:
     async def active_queues(self) -> list[str]:
         return sorted(n for n, q in self._queues.items() if q.ready or q.delayed or q.running)
 
+    async def woken_queues(self) -> list[str]:
+        return await self.active_queues()  # in process: as cheap as a notice
+
     async def mark_idle(self, queue: str) -> None:
         return None  # active_queues is computed from the queues themselves
 

@@ -217,16 +217,28 @@ class RedisBackend:
                 if activate:
                     await self.active.add_now(queue)
                 return res
-            pipe = client.pipeline(transaction=False)
-            if index:
-                self.index.write(pipe, queue, index)  # before the job: every stored job is indexed
-            at = len(pipe)
-            await self.scripts.run(script, queue, list(args), pipe)
-            if n:
-                pipe.execute_command("WAIT", n, self._ack_ms)
-            if activate:
-                self.active.add(pipe, queue)  # after the job: see lookup.ActiveQueues
-            out = await pipe.execute()
+            code = getattr(self.scripts, script)
+            for attempt in range(2):
+                pipe = client.pipeline(transaction=False)
+                if index:
+                    self.index.write(pipe, queue, index)  # before the job: every stored job is indexed
+                at = len(pipe)
+                # EVALSHA as a plain command: redis-py would add a SCRIPT EXISTS round trip before
+                # every pipeline holding a Script; a restarted Redis answers NOSCRIPT instead.
+                script_keys_ = script_keys(script, queue)
+                pipe.evalsha(code.sha, len(script_keys_), *script_keys_, *args)
+                if n:
+                    pipe.execute_command("WAIT", n, self._ack_ms)
+                if activate:
+                    self.active.add(pipe, queue)  # after the job: see lookup.ActiveQueues
+                out = await pipe.execute(raise_on_error=False)
+                if isinstance(out[at], rexc.NoScriptError) and not attempt:
+                    await client.script_load(code.script)  # every other command of it is idempotent
+                    continue
+                for r in out:
+                    if isinstance(r, Exception):
+                        raise r
+                break
         if n:
             _check_acked(out[at + 1], n)
         return out[at]
@@ -383,8 +395,13 @@ class RedisBackend:
         by_queue: dict[str, list[int]] = {}
         for i, spec in enumerate(specs):
             by_queue.setdefault(spec.queue, []).append(i)
-        ids = list(map(str, (await self._id_source()).next_many(len(specs))))
         calls = [(q, idxs[at : at + CHUNK]) for q, idxs in by_queue.items() for at in range(0, len(idxs), CHUNK)]
+        # One unbroken run of ids per call: the id index stores runs (lookup.py).
+        source = await self._id_source()
+        ids = [""] * len(specs)
+        for _, idxs in calls:
+            for i, jid in zip(idxs, source.next_many(len(idxs)), strict=True):
+                ids[i] = str(jid)
         out: list[Enqueued | None] = [None] * len(specs)
         if len(calls) == 1:
             await self._enqueue_call(calls[0][0], specs, ids, calls[0][1], out)
@@ -450,7 +467,8 @@ class RedisBackend:
         res = await self._write("enqueue", queue, args, index=job_ids, activate=True)
         now = res[0]
         if now < 0:
-            await self.index.forget(job_ids)
+            with contextlib.suppress(BackendUnavailable):
+                await self.index.forget_call(queue, job_ids)  # else pruned later
             _raise_enqueue(res)
         for k, jid, outcome in zip(idxs, job_ids, res[1:], strict=True):
             spec = specs[k]
@@ -497,7 +515,7 @@ class RedisBackend:
                     started.extend(chunk)
                     continue
                 started.extend(jid for jid, r in zip(chunk, res, strict=True) if isinstance(r, bytes))
-                await self.index.forget(jid for jid, r in zip(chunk, res, strict=True) if r == 0)
+                self.index.forget(jid for jid, r in zip(chunk, res, strict=True) if r == 0)
         if started:  # the refusal still stands; the client learns exactly which jobs exist
             exc.args = (
                 f"{exc}; {len(started)} job(s) of this batch were already written and could not be "
@@ -592,6 +610,9 @@ class RedisBackend:
             except BackendUnavailable as exc:  # next time; meanwhile the set and notices serve
                 log.warning("could not rebuild the active queue set: %s", exc)
         return await self.active.members()
+
+    async def woken_queues(self) -> list[str]:
+        return sorted(self.active.noticed)  # they stay in noticed for the next active_queues()
 
     async def mark_idle(self, queue: str) -> None:
         await self.active.mark_idle(queue)
@@ -713,7 +734,7 @@ class RedisBackend:
         queue = await self._queue_for(job_id)
         res = await self._write("delete_dead", queue, [job_id])
         _raise_bulk(job_id, res[0])
-        await self.index.forget([job_id])
+        self.index.forget([job_id])
 
     async def purge_dead(self, queue: str) -> int:
         await self.queue_info(queue)
@@ -726,7 +747,7 @@ class RedisBackend:
                 break
             res = await self._run("delete_dead", queue, ids)
             total += sum(1 for r in res if r == 0)
-            await self.index.forget(jid for jid, r in zip(ids, res, strict=True) if r == 0)
+            self.index.forget(jid for jid, r in zip(ids, res, strict=True) if r == 0)
         return total
 
 

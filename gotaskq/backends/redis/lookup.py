@@ -1,9 +1,14 @@
 """What spans queues: the job id -> queue index, and the set of queues that may have work.
 
-Job keys carry their queue's hash tag, so finding a job by id needs its queue. The index
-``gtq:ix:<hour>`` (hour of the id's Snowflake time) maps id -> queue in O(1); it is written in
-the same pipeline as, and before, the enqueue script, so every stored job is indexed. Entries of
-jobs that are gone (expired DONE jobs, refused enqueues) are pruned a bounded slice at a time.
+Job keys carry their queue's hash tag, so finding a job by id needs its queue. One enqueue
+call's ids are one unbroken run of one process's Snowflake ids (one node id, minted under one
+lock), so the index stores runs, not ids: ``gtq:ix:<node>:<hour>`` is a sorted set of
+"first last queue" members scored by where ``first`` falls in that hour. A lookup is one
+ZREVRANGEBYSCORE (the run that starts at or before the id) in O(log n), and a bulk enqueue of
+250 jobs costs one entry, so the index adds almost nothing to a waiting job's memory. It is
+written in the same pipeline as, and before, the enqueue script, so every stored job is
+indexed; runs whose jobs are all gone (expired DONE jobs, refused enqueues) are pruned a
+bounded slice at a time.
 
 On a Cluster these global keys live on one primary or another: while that primary is down
 (failing over) their writes must not stall the queues on healthy primaries, so there they are
@@ -23,12 +28,13 @@ import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from redis import exceptions as rexc
 
 from ... import keys
-from ...ids import timestamp_ms
+from ...ids import EPOCH_MS, MAX_NODE, MAX_SEQ, NODE_BITS, SEQ_BITS
 from .codec import text
 from .connection import guard
 
@@ -36,7 +42,6 @@ log = logging.getLogger("gotaskq.redis")
 
 CACHE_SIZE = 100_000
 PRUNE_LOCK = f"{keys.PREFIX}:ix:pruning"
-PRUNE_CURSOR = f"{keys.PREFIX}:ix:cursor"
 PRUNE_BATCH = 500
 BACKLOG_MAX = 1_000_000  # entries kept for a retry while their node is down
 BACKLOG_RETRY_S = 0.5
@@ -47,18 +52,16 @@ class Backlog:
 
     def __init__(self, client: Any) -> None:
         self._client = client
-        self.index: dict[int, dict[str, str]] = {}  # hour -> id -> queue
+        self.index: list[Run] = []
         self.active: set[str] = set()
         self._size = 0
         self._task: asyncio.Task[None] | None = None
 
-    def keep(self, index: dict[int, dict[str, str]] | None = None, active: str | None = None) -> None:
-        for hour, mapping in (index or {}).items():
-            if self._size + len(mapping) > BACKLOG_MAX:
-                log.error("dropping %d index entries: the backlog is full (lookups by id will miss them)", len(mapping))
-                continue
-            self.index.setdefault(hour, {}).update(mapping)
-            self._size += len(mapping)
+    def keep(self, runs: Sequence[Run] = (), active: str | None = None) -> None:
+        if len(self.index) + len(runs) > BACKLOG_MAX:
+            log.error("dropping %d index entries: the backlog is full (lookups by id will miss them)", len(runs))
+        else:
+            self.index.extend(runs)
         if active is not None:
             self.active.add(active)
         if self._task is None or self._task.done():
@@ -68,12 +71,11 @@ class Backlog:
         while self.index or self.active:
             await asyncio.sleep(BACKLOG_RETRY_S)
             with contextlib.suppress(rexc.RedisError, OSError):
-                for hour in list(self.index):
-                    mapping = self.index[hour]
-                    await self._client.hset(keys.index_key(hour), mapping=mapping)
-                    await self._client.sadd(keys.INDEX_HOURS, hour)
-                    del self.index[hour]
-                    self._size -= len(mapping)
+                while self.index:
+                    run = self.index[0]
+                    await self._client.zadd(run.key, {run.member: run.score})
+                    await self._client.sadd(keys.INDEX_HOURS, run.bucket)
+                    self.index.pop(0)
                 for queue in list(self.active):
                     await self._client.sadd(keys.ACTIVE, queue)
                     self.active.discard(queue)
@@ -85,8 +87,55 @@ class Backlog:
                 await self._task
 
 
-def id_hour(job_id: str) -> int:
-    return timestamp_ms(int(job_id)) // keys.HOUR_MS
+SEQ_SHIFT = NODE_BITS + SEQ_BITS
+MAX_RUN = 100_000  # ids enumerated per run at most when pruning (a run is one script call's jobs)
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One index entry: a run of ids of one queue, in the bucket (node, hour) where it starts."""
+
+    bucket: str  # "<node>:<hour>"
+    score: int
+    member: str  # "first last queue"
+
+    @property
+    def key(self) -> str:
+        return keys.index_key(self.bucket)
+
+
+def _place(job_id: int) -> tuple[str, int]:
+    """The bucket of an id and its score there: (ms into the hour, seq), exact in a double."""
+    ms = (job_id >> SEQ_SHIFT) + EPOCH_MS
+    hour, into = divmod(ms, keys.HOUR_MS)
+    node = (job_id >> SEQ_BITS) & MAX_NODE
+    return f"{node}:{hour}", (into << SEQ_BITS) | (job_id & MAX_SEQ)
+
+
+def runs_of(queue: str, job_ids: Sequence[str]) -> list[Run]:
+    """The index entries of one enqueue call's ids (one run; its copy in the next hour's bucket,
+    at score 0, when it crosses an hour)."""
+    first, last = int(job_ids[0]), int(job_ids[-1])
+    member = f"{first} {last} {queue}"
+    bucket, score = _place(first)
+    runs = [Run(bucket, score, member)]
+    last_bucket, _ = _place(last)
+    if last_bucket != bucket:
+        runs.append(Run(last_bucket, 0, member))
+    return runs
+
+
+def ids_of_run(first: int, last: int) -> list[int]:
+    """Every id from ``first`` to ``last`` as one next_many call minted them."""
+    out: list[int] = []
+    i = first
+    while i <= last and len(out) < MAX_RUN:
+        out.append(i)
+        if i & MAX_SEQ == MAX_SEQ:  # the sequence ran out: the next id is in the next millisecond
+            i = (((i >> SEQ_SHIFT) + 1) << SEQ_SHIFT) | (i & (MAX_NODE << SEQ_BITS))
+        else:
+            i += 1
+    return out
 
 
 class JobIndex:
@@ -94,18 +143,15 @@ class JobIndex:
         self._client = client
         self._backlog = backlog
         self._cache: OrderedDict[str, str] = OrderedDict()  # bounded LRU: skips the index read
-        self._hours: set[int] = set()  # hours this process already registered in gtq:ix:hours
+        self._buckets: set[str] = set()  # buckets this process already registered in gtq:ix:hours
 
     def write(self, pipe: Any, queue: str, job_ids: Sequence[str]) -> None:
-        """Queue the index writes for ``job_ids`` on ``pipe`` (ahead of the enqueue script)."""
-        by_hour: dict[int, dict[str, str]] = {}
-        for jid in job_ids:
-            by_hour.setdefault(id_hour(jid), {})[jid] = queue
-        for hour, mapping in by_hour.items():
-            pipe.hset(keys.index_key(hour), mapping=mapping)
-            if hour not in self._hours:
-                pipe.sadd(keys.INDEX_HOURS, hour)
-                self._hours.add(hour)
+        """Queue the index writes for one call's ``job_ids`` on ``pipe`` (ahead of the enqueue script)."""
+        for run in runs_of(queue, job_ids):
+            pipe.zadd(run.key, {run.member: run.score})
+            if run.bucket not in self._buckets:
+                pipe.sadd(keys.INDEX_HOURS, run.bucket)
+                self._buckets.add(run.bucket)
 
     async def write_now(self, queue: str, job_ids: Sequence[str]) -> None:
         """The same writes, sent at once (Cluster: the index lives on another node than the job,
@@ -120,10 +166,7 @@ class JobIndex:
             if self._backlog is None:
                 raise
             log.warning("index write deferred (%s): %d job(s) of %s", exc, len(job_ids), queue)
-            by_hour: dict[int, dict[str, str]] = {}
-            for jid in job_ids:
-                by_hour.setdefault(id_hour(jid), {})[jid] = queue
-            self._backlog.keep(index=by_hour)
+            self._backlog.keep(runs_of(queue, job_ids))
 
     def remember(self, job_id: str, queue: str) -> None:
         self._cache[job_id] = queue
@@ -134,61 +177,55 @@ class JobIndex:
         return self._cache.get(job_id)
 
     async def queue_of(self, job_id: str) -> str | None:
+        jid = int(job_id)
+        bucket, score = _place(jid)
         async with guard():
-            q = await self._client.hget(keys.index_key(id_hour(job_id)), job_id)
-        return None if q is None else text(q)
+            found = await self._client.zrevrangebyscore(keys.index_key(bucket), score, "-inf", start=0, num=1)
+        if not found:
+            return None
+        first, last, queue = text(found[0]).split(" ", 2)
+        return queue if int(first) <= jid <= int(last) else None
 
-    async def forget(self, job_ids: Iterable[str]) -> None:
-        by_hour: dict[int, list[str]] = {}
+    def forget(self, job_ids: Iterable[str]) -> None:
         for jid in job_ids:
             self._cache.pop(jid, None)
-            by_hour.setdefault(id_hour(jid), []).append(jid)
-        if by_hour:
-            async with guard():
-                pipe = self._client.pipeline(transaction=False)
-                for hour, ids in by_hour.items():
-                    pipe.hdel(keys.index_key(hour), *ids)
-                await pipe.execute()
 
-    async def prune(self, now_ms: int, budget: int = 2000) -> int:
-        """Drop up to ``budget`` entries' worth of checks of jobs that are gone; one process at
-        a time (a lock), hours at least two old (an entry is written just before its job)."""
+    async def forget_call(self, queue: str, job_ids: Sequence[str]) -> None:
+        """Drop the entry of a call the store refused (none of its jobs exist)."""
+        self.forget(job_ids)
+        async with guard():
+            for run in runs_of(queue, job_ids):
+                await self._client.zrem(run.key, run.member)
+
+    async def prune(self, now_ms: int, budget: int = 5000) -> int:
+        """Drop runs whose jobs are all gone, checking up to ``budget`` jobs; one process at a
+        time (a lock), buckets at least two hours old (an entry is written just before its jobs)."""
         async with guard():
             if not await self._client.set(PRUNE_LOCK, "1", nx=True, px=30_000):
                 return 0
-            hours = sorted(int(h) for h in await self._client.smembers(keys.INDEX_HOURS))
-            old = [h for h in hours if h <= now_ms // keys.HOUR_MS - 2]
-            raw = await self._client.get(PRUNE_CURSOR)
-        if not old:
-            return 0
-        hour, cursor = (int(x) for x in text(raw).split()) if raw else (old[0], 0)
-        if hour not in old:
-            hour, cursor = next((h for h in old if h > hour), old[0]), 0
+            buckets = [text(b) for b in await self._client.smembers(keys.INDEX_HOURS)]
+        old = sorted(b for b in buckets if int(b.split(":")[1]) <= now_ms // keys.HOUR_MS - 2)
         removed = checked = 0
-        while checked < budget:
-            key = keys.index_key(hour)
+        for bucket in old:
+            if checked >= budget:
+                break
+            key = keys.index_key(bucket)
             async with guard():
-                cursor, entries = await self._client.hscan(key, cursor, count=PRUNE_BATCH)
-                pairs = [(text(k), text(v)) for k, v in entries.items()]
-                if pairs:
+                members = [text(m) for m in await self._client.zrange(key, 0, PRUNE_BATCH - 1)]
+            for member in members:
+                first, last, queue = member.split(" ", 2)
+                ids = ids_of_run(int(first), int(last))
+                checked += len(ids)
+                async with guard():
                     pipe = self._client.pipeline(transaction=False)
-                    for jid, q in pairs:
-                        pipe.exists(keys.job_key(q, jid))
-                    gone = [jid for (jid, _), there in zip(pairs, await pipe.execute(), strict=True) if not there]
-                    if gone:
-                        await self._client.hdel(key, *gone)
-                        removed += len(gone)
-                checked += len(pairs) + 1
-                if cursor == 0:
-                    if not await self._client.exists(key):
-                        await self._client.srem(keys.INDEX_HOURS, hour)
-                    later = [h for h in old if h > hour]
-                    if not later:
-                        await self._client.delete(PRUNE_CURSOR)
-                        return removed
-                    hour = later[0]
-        async with guard():
-            await self._client.set(PRUNE_CURSOR, f"{hour} {cursor}")
+                    for jid in ids:
+                        pipe.exists(keys.job_key(queue, str(jid)))
+                    if not any(await pipe.execute()):
+                        await self._client.zrem(key, member)
+                        removed += 1
+            async with guard():
+                if not await self._client.exists(key):
+                    await self._client.srem(keys.INDEX_HOURS, bucket)
         return removed
 
 
@@ -220,7 +257,7 @@ class ActiveQueues:
                 raise
             names = set(self.known)  # its node is down: the queues of the last read go on
         names |= self.noticed | backlog
-        self.noticed = set()
+        self.noticed.clear()  # in place: the wake listener holds this set's add
         self.known = sorted(names)
         return self.known
 
