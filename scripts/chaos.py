@@ -14,17 +14,30 @@ history.json (faults with their times, crashes, the result).
     .venv/bin/python scripts/chaos.py --n 3000 --workers 3 --worker-kills 4 --seed 7
     .venv/bin/python scripts/chaos.py --n 20000 --worker-kills 20 --api-kills 5 \\
         --redis-restarts 3 --stops 3                      # the big run
+
+Failover experiments: --cluster (3 primaries + 3 replicas) or --sentinel (a primary, a replica, 3
+sentinels), all on loopback, AOF, with REDIS_MIN_REPLICAS_ACK=--min-replicas-ack (default 1) for
+every gotaskq process. --primary-kills N kill -9s a primary N times under the load: on the Cluster
+one that owns test queues, then restarts it once a replica took over, so it rejoins as a replica;
+under Sentinel the current primary, then restarts it as a replica of the new one. The other faults
+default to 0 in these modes (worker and API faults can be added; Redis restarts and blips cannot).
+The JSON line gets "failover": per kill and per queue the job-start gap and the 503 window.
+
+    .venv/bin/python scripts/chaos.py --cluster --n 3000 --workers 2 --rate 150 --primary-kills 2
+    .venv/bin/python scripts/chaos.py --sentinel --n 2000 --primary-kills 1 --min-replicas-ack 0
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import contextlib
 import json
 import math
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -38,13 +51,24 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import redis
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
+from redis.asyncio.cluster import RedisCluster
 
 from gotaskq import keys
 
 SCRIPTS = Path(__file__).resolve().parent
 ROOT = SCRIPTS.parent
+# The Cluster and Sentinel topologies are the tests' own (tests/cluster_support.py): one
+# implementation of starting, failing over and stopping them by pid, not a copy that drifts.
+sys.path.insert(0, str(ROOT / "tests"))
+from cluster_support import (  # noqa: E402
+    RedisClusterSet,
+    RedisSentinelSet,
+    queue_names_on_every_primary,
+)
+
 QUEUES = ("chaos-a", "chaos-b", "chaos-c")
 PLACED = {"ready": "PENDING", "delayed": "SCHEDULED", "running": "RUNNING", "dead": "DEAD"}
 POISON_RETRIES = 2
@@ -66,7 +90,15 @@ DROPPED_ENV = (
     "IDEMPOTENCY_TTL",
     "MAX_BODY_BYTES",
     "NUM_WORKERS",
+    "REDIS_URL",
+    "REDIS_CLUSTER",
+    "REDIS_SENTINELS",
+    "REDIS_SENTINEL_MASTER",
+    "REDIS_MIN_REPLICAS_ACK",
+    "REDIS_REPLICA_ACK_TIMEOUT",
 )
+TOPOLOGIES = ("single", "cluster", "sentinel")
+QUEUES_PER_PRIMARY = 2  # --cluster: test queues whose keys land on each primary
 
 
 def log(msg: str) -> None:
@@ -99,6 +131,9 @@ class Config:
     max_time: float = 1800.0
     inflight: int = 64
     keep: bool = False
+    topology: str = "single"  # single | cluster | sentinel
+    primary_kills: int = 0
+    min_replicas_ack: int = 0
 
     @property
     def faultfree_jobs(self) -> int:
@@ -109,6 +144,7 @@ class Config:
         each = {
             "worker_kill": 0.3, "api_kill": 2.0, "redis_restart": 0.5, "sigstop": 2 * self.lease + 0.2,
             "sigterm": self.grace + 1.5, "sigterm_kill": self.grace / 2 + 0.3, "blip": self.blip_s / 2 + 0.2,
+            "primary_kill": 9.0,  # failover (~3-5 s) and the killed node rejoining (~2-4 s)
         }  # fmt: skip
         return sum(each[k] for k in self.fault_plan())
 
@@ -126,25 +162,37 @@ class Config:
             + ["sigterm"] * self.sigterms
             + ["sigterm_kill"] * self.term_kills
             + ["blip"] * self.blips
+            + ["primary_kill"] * self.primary_kills
         )
+
+
+# Faults of the one-server mode; with --cluster/--sentinel they default to 0 (the failover alone).
+SINGLE_FAULTS = ("worker_kills", "api_kills", "redis_restarts", "stops", "sigterms", "term_kills", "blips")
 
 
 def parse_args(argv: list[str] | None) -> Config:
     d = Config()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     a = p.add_argument
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--cluster", dest="topology", action="store_const", const="cluster", help="a 3x2 Redis Cluster")
+    mode.add_argument(
+        "--sentinel", dest="topology", action="store_const", const="sentinel", help="a primary+replica, 3 sentinels"
+    )
+    a("--primary-kills", type=int, default=None, help="kill -9 a Redis primary (--cluster/--sentinel; default 1)")
+    a("--min-replicas-ack", type=int, default=None, help="REDIS_MIN_REPLICAS_ACK (--cluster/--sentinel; default 1)")
     a("--n", type=int, default=d.n, help="jobs of the chaos phase")
     a("--workers", "-w", type=int, default=d.workers, help="gotaskq worker processes (W)")
     a("--concurrency", type=int, default=d.concurrency, help="NUM_WORKERS of each worker process")
     a("--rate", type=float, default=d.rate, help="submissions per second")
     a("--faultfree", type=int, default=d.faultfree, help="jobs of the fault-free phase (-1: n/10, 0: skip)")
-    a("--worker-kills", type=int, default=d.worker_kills, help="kill -9 a worker, then restart it")
-    a("--api-kills", type=int, default=d.api_kills, help="kill -9 the API, then restart it")
-    a("--redis-restarts", type=int, default=d.redis_restarts, help="kill -9 Redis, restart from its AOF")
-    a("--stops", type=int, default=d.stops, help="SIGSTOP a worker for 2 leases, then SIGCONT")
-    a("--sigterms", type=int, default=d.sigterms, help="SIGTERM a worker with long jobs in flight")
-    a("--term-kills", type=int, default=d.term_kills, help="SIGTERM then SIGKILL inside the grace period")
-    a("--blips", type=int, default=d.blips, help="network blips (DEBUG SLEEP, then CLIENT KILL, alternating)")
+    a("--worker-kills", type=int, default=None, help="kill -9 a worker, then restart it")
+    a("--api-kills", type=int, default=None, help="kill -9 the API, then restart it")
+    a("--redis-restarts", type=int, default=None, help="kill -9 Redis, restart from its AOF")
+    a("--stops", type=int, default=None, help="SIGSTOP a worker for 2 leases, then SIGCONT")
+    a("--sigterms", type=int, default=None, help="SIGTERM a worker with long jobs in flight")
+    a("--term-kills", type=int, default=None, help="SIGTERM then SIGKILL inside the grace period")
+    a("--blips", type=int, default=None, help="network blips (DEBUG SLEEP, then CLIENT KILL, alternating)")
     a("--blip-s", type=float, default=d.blip_s, help="DEBUG SLEEP seconds")
     a("--lease", type=float, default=d.lease, help="VISIBILITY_TIMEOUT seconds")
     a("--grace", type=float, default=d.grace, help="SHUTDOWN_GRACE seconds")
@@ -157,7 +205,23 @@ def parse_args(argv: list[str] | None) -> Config:
     seed = ns.seed if ns.seed is not None else random.SystemRandom().randrange(1, 2**31)
     if ns.n < 1 or ns.workers < 1 or ns.rate <= 0:
         p.error("--n, --workers and --rate must be positive")
-    return Config(**{**{k: v for k, v in vars(ns).items() if k != "seed"}, "seed": seed})
+    v = vars(ns)
+    v["topology"] = v["topology"] or "single"
+    replicated = v["topology"] != "single"
+    for k in SINGLE_FAULTS:
+        if v[k] is None:
+            v[k] = 0 if replicated else getattr(d, k)
+    if v["primary_kills"] is None:
+        v["primary_kills"] = 1 if replicated else 0
+    if v["min_replicas_ack"] is None:
+        v["min_replicas_ack"] = 1 if replicated else 0
+    if not replicated and (v["primary_kills"] or v["min_replicas_ack"]):
+        p.error("--primary-kills and --min-replicas-ack need --cluster or --sentinel (one server has no replica)")
+    if replicated and (v["redis_restarts"] or v["blips"]):
+        p.error("--redis-restarts and --blips act on one server: not with --cluster/--sentinel (use --primary-kills)")
+    if v["primary_kills"] < 0 or not 0 <= v["min_replicas_ack"] <= 1:
+        p.error("--primary-kills must be >= 0 and --min-replicas-ack 0 or 1 (each primary has one replica)")
+    return Config(**{**{k: x for k, x in v.items() if k != "seed"}, "seed": seed})
 
 
 # -- processes ---------------------------------------------------------------------------------
@@ -185,10 +249,33 @@ class Cluster:
         self.worker_logs: dict[int, Path] = {}
         self.expected_exit: set[int] = set()
         self.gen = 0
+        self.queues: tuple[str, ...] = QUEUES
+        # --cluster / --sentinel: the tests' topology (its own redis-servers, stopped in stop_all)
+        self.rset: RedisClusterSet | RedisSentinelSet | None = None
+
+    @property
+    def mode(self) -> str:
+        return self.cfg.topology
 
     @property
     def redis_url(self) -> str:
+        if isinstance(self.rset, RedisClusterSet):
+            return self.rset.url  # a node that runs now
+        if isinstance(self.rset, RedisSentinelSet):
+            return f"redis://127.0.0.1:{self.rset.current_primary()}/0"
         return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    def start_topology(self) -> None:
+        """--cluster / --sentinel: start the set (blocking, bounded by cluster_support's deadlines)."""
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        if self.mode == "cluster":
+            cluster = RedisClusterSet(binary, self.dir / "redis")
+            self.rset = cluster
+            cluster.start()
+            self.queues = tuple(queue_names_on_every_primary(cluster, QUEUES_PER_PRIMARY))
+        else:
+            self.rset = RedisSentinelSet(binary, self.dir / "redis")
+            self.rset.start()
 
     @property
     def api_url(self) -> str:
@@ -202,8 +289,12 @@ class Cluster:
 
     def _env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in DROPPED_ENV}
+        if isinstance(self.rset, RedisSentinelSet):
+            env.update(self.rset.env())
+        else:
+            env.update(REDIS_URL=self.redis_url, REDIS_CLUSTER="true" if self.rset is not None else "false")
         env.update(
-            REDIS_URL=self.redis_url,
+            REDIS_MIN_REPLICAS_ACK=str(self.cfg.min_replicas_ack),
             HOST="127.0.0.1",
             COMPLETE_JOB_TTL="1h",
             JOB_TIMEOUT="60s",
@@ -289,6 +380,40 @@ class Cluster:
         for proc in self.started:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
+        if self.rset is not None:
+            self.rset.stop()  # SIGTERM each redis-server and sentinel by its pid, SIGKILL after 5 s
+
+
+REJOIN_DEADLINE_S = 30.0
+
+
+def global_keys_on(port: int) -> list[str]:
+    """The kinds of key outside any queue (no hash tag) that node ``port`` holds, numbers as *
+    ("gtq:node:*", "gtq:ix:*:*"): read off the node, so a change of the key schema needs no change here."""
+    found: set[str] = set()
+    with contextlib.suppress(rexc.RedisError, OSError), redis.Redis(port=port, socket_timeout=2) as r:
+        for k in r.scan_iter(match=f"{keys.PREFIX}:*", count=1000):
+            if keys.is_global(k):
+                found.add(re.sub(r":\d+", ":*", k.decode()))
+    return sorted(found)
+
+
+SETTLE_S = 10.0  # --primary-kills: at most this long for every queue to run again before the next kill
+
+
+def sentinel_rejoin(ss: RedisSentinelSet, port: int) -> None:
+    """Start the killed server again as a replica of the new primary (the set's restart_server),
+    then wait until every sentinel sees that primary with one linked replica (the set's own
+    health check): only then can a next kill fail over."""
+    ss.restart_server(port)
+    deadline = time.monotonic() + REJOIN_DEADLINE_S
+    while True:
+        with contextlib.suppress(rexc.RedisError, OSError):
+            if ss._healthy():
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"sentinels did not see server {port} as a replica in {REJOIN_DEADLINE_S}s")
+        time.sleep(0.05)
 
 
 # -- submissions ---------------------------------------------------------------------------------
@@ -312,6 +437,7 @@ class Sub:
     t_first: float = 0.0
     t_done: float = 0.0
     note: str = ""
+    errs: list[tuple[float, str]] = field(default_factory=list)  # (time, 503|connect|...) of failed tries
 
     def body(self) -> dict[str, Any]:
         payload = {"key": self.key, "kind": self.kind, "ms": self.ms, "fail_times": self.fail_times}
@@ -327,7 +453,7 @@ class Sub:
         }
 
 
-def make_jobs(phase: str, n: int, rng: random.Random) -> list[Sub]:
+def make_jobs(phase: str, n: int, rng: random.Random, queues: tuple[str, ...] = QUEUES) -> list[Sub]:
     """~10% delayed, ~10% flaky, ~1% poison, ~5% long (2-4 s), the rest 5-50 ms."""
     out = []
     for i in range(n):
@@ -339,7 +465,7 @@ def make_jobs(phase: str, n: int, rng: random.Random) -> list[Sub]:
                 phase=phase,
                 i=i,
                 key=f"chaos-{phase}-{i}",
-                queue=rng.choice(QUEUES),
+                queue=rng.choice(queues),
                 kind=kind,
                 priority=rng.randint(1, 10) if rng.random() < 0.3 else 0,
                 delay=round(rng.uniform(0.2, 2.0), 3) if rng.random() < 0.1 else 0,
@@ -361,8 +487,10 @@ async def submit(client: httpx.AsyncClient, sub: Sub) -> None:
             resp = await client.post("/jobs", json=sub.body())
         except httpx.ConnectError:
             sub.note = "connect refused"  # never reached the API: this try wrote nothing
+            sub.errs.append((time.time(), "connect"))
         except httpx.HTTPError as exc:
             sub.maybe, sub.note = True, type(exc).__name__
+            sub.errs.append((time.time(), sub.note))
         else:
             if resp.status_code in (200, 201):
                 sub.outcome, sub.id, sub.t_done = "acked", str(resp.json()["id"]), time.time()
@@ -372,6 +500,7 @@ async def submit(client: httpx.AsyncClient, sub: Sub) -> None:
                 sub.outcome, sub.note, sub.t_done = "refused", f"{resp.status_code} {resp.text[:200]}", time.time()
                 return
             sub.maybe, sub.note = True, f"{resp.status_code}"  # a 503 may follow a write whose reply was lost
+            sub.errs.append((time.time(), sub.note))
         if time.monotonic() > deadline:
             break
         await asyncio.sleep(min(0.5, 0.05 * 2 ** min(attempt, 4)))
@@ -413,6 +542,7 @@ class Exec:
     t_start: float
     t_end: float | None = None
     outcome: str | None = None  # ok | fail | cancelled; None: never ended (killed)
+    q: str | None = None
 
 
 class ExecTracker:
@@ -442,7 +572,9 @@ class ExecTracker:
             self.bad_lines += 1
             return
         if r["ev"] == "start":
-            self.execs[r["x"]] = Exec(r["x"], r["id"], r.get("key"), r["att"], r["pid"], r["kind"], r["t"])
+            self.execs[r["x"]] = Exec(
+                r["x"], r["id"], r.get("key"), r["att"], r["pid"], r["kind"], r["t"], q=r.get("q")
+            )
         elif r["x"] in self.execs:
             e = self.execs[r["x"]]
             e.t_end, e.outcome = r["t"], r["outcome"]
@@ -473,9 +605,14 @@ class Run:
     crashes: list[dict[str, Any]] = field(default_factory=list)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     blips_done: int = 0
+    kills: list[dict[str, Any]] = field(default_factory=list)  # --primary-kills: what each one hit
 
-    def redis_client(self) -> aioredis.Redis:
-        return aioredis.Redis.from_url(self.cluster.redis_url, socket_timeout=15, socket_connect_timeout=2)
+    def redis_client(self) -> Any:
+        """The harness's own client: one server, the Cluster (every primary), or Sentinel's primary now."""
+        url = self.cluster.redis_url
+        if isinstance(self.cluster.rset, RedisClusterSet):
+            return RedisCluster.from_url(url, socket_timeout=15, socket_connect_timeout=2)
+        return aioredis.Redis.from_url(url, socket_timeout=15, socket_connect_timeout=2)
 
     async def wait_redis(self, timeout: float = START_TIMEOUT_S) -> bool:
         deadline = time.monotonic() + timeout
@@ -610,6 +747,79 @@ class Run:
                 note = f"CLIENT KILL of {killed} connection(s)"
         return Fault("blip", t, time.time(), None, note)
 
+    async def _primary_kill(self) -> Fault:
+        """kill -9 a primary, wait for the promotion, restart the killed node as a replica.
+
+        The topology calls block (they poll the nodes): they run in a thread, so submissions and
+        the execution records go on meanwhile. Fault.t1 is the promotion; the rejoin is in kills."""
+        rset = self.cluster.rset
+        queues = self.cluster.queues
+        if self.kills:  # the gaps of one kill must not run into the next: every queue ran a job since
+            idle = await self._settled(self.kills[-1]["t_rejoined"])
+            if idle:
+                log(f"queues {','.join(idle)} started no job since the last rejoin; killing anyway")
+        info: dict[str, Any] = {"n": len(self.kills) + 1}
+        if isinstance(rset, RedisClusterSet):
+            cl = rset
+
+            def choose() -> tuple[int, dict[str, int], list[int]]:
+                owner = {q: cl.primary_for_key(keys.queue_prefix(q) + "meta") for q in queues}
+                ports = [port for port, _ in cl.primaries() if port in owner.values() and cl.replicas_of(port)]
+                return self.rng.choice(ports), owner, ports  # in slot order: the seed picks the same one
+
+            port, owner, _ = await asyncio.to_thread(choose)
+            info["killed"] = port
+            info["queues_on_killed"] = sorted(q for q, o in owner.items() if o == port)
+            # Keys of no queue (the id index, gtq:active, gtq:queues...) live on some one primary.
+            info["global_keys_on_killed"] = await asyncio.to_thread(global_keys_on, port)
+            kill: Any = lambda: cl.kill_primary(port)  # noqa: E731
+            rejoin: Any = lambda: cl.restart_node(port)  # noqa: E731
+        else:
+            assert isinstance(rset, RedisSentinelSet)
+            ss = rset
+            port = await asyncio.to_thread(ss.current_primary)
+            info["killed"] = port
+            info["queues_on_killed"] = sorted(queues)
+            kill = ss.kill_primary
+
+            def rejoin() -> None:
+                sentinel_rejoin(ss, port)
+
+        t0 = time.time()
+        info["t0"] = t0
+        try:
+            info["new_primary"] = await asyncio.to_thread(kill)
+        except RuntimeError as exc:
+            self.crashes.append({"what": f"no failover after killing primary {port}", "error": str(exc)[-1500:]})
+            info["error"] = "no failover"
+        t1 = time.time()
+        info["t_promoted"] = t1
+        if "error" not in info:
+            try:
+                await asyncio.to_thread(rejoin)
+            except RuntimeError as exc:
+                self.crashes.append({"what": f"killed primary {port} did not rejoin", "error": str(exc)[-1500:]})
+                info["error"] = "no rejoin"
+        info["t_rejoined"] = time.time()
+        self.kills.append(info)
+        note = f"primary {port} -> {info.get('new_primary')} queues {','.join(info['queues_on_killed'])}"
+        note += f" rejoined after {info['t_rejoined'] - t1:.1f}s"
+        if info.get("global_keys_on_killed"):
+            note += f" global keys {','.join(info['global_keys_on_killed'])}"
+        return Fault("primary_kill", t0, t1, None, note)
+
+    async def _settled(self, since: float) -> list[str]:
+        """Wait (up to SETTLE_S) until every test queue had a handler start after ``since``; the
+        queues that did not (empty: all did)."""
+        deadline = time.monotonic() + SETTLE_S
+        while True:
+            self.tracker.poll()
+            ran = {e.q for e in self.tracker.execs.values() if e.t_start > since}
+            idle = [q for q in self.cluster.queues if q not in ran]
+            if not idle or time.monotonic() > deadline:
+                return idle
+            await asyncio.sleep(0.1)
+
     async def inject_all(self, plan: list[str], t_begin: float, t_end: float) -> None:
         times = sorted(self.rng.uniform(t_begin, t_end) for _ in plan)
         for at, kind in zip(times, plan, strict=True):
@@ -656,9 +866,9 @@ class Phase:
     t_drained: float | None = None
 
 
-async def depth(r: aioredis.Redis) -> int:
+async def depth(r: Any, queues: tuple[str, ...] = QUEUES) -> int:
     pipe = r.pipeline(transaction=False)
-    for q in QUEUES:
+    for q in queues:
         for suffix in ("ready", "delayed", "running"):
             pipe.zcard(keys.queue_prefix(q) + suffix)
     return sum(await pipe.execute())
@@ -669,7 +879,7 @@ async def drain(run: Run, timeout: float) -> float | None:
     async with run.redis_client() as r:
         while time.monotonic() < deadline:
             with contextlib.suppress(rexc.RedisError, OSError):
-                if await depth(r) == 0:
+                if await depth(r, run.cluster.queues) == 0:
                     return time.time()
             await asyncio.sleep(0.1)
     return None
@@ -969,6 +1179,88 @@ def analyse(run: Run, phases: list[Phase], scan: dict[str, Any]) -> dict[str, An
     return result
 
 
+def start_gap(starts: list[float], t0: float, t1: float) -> float | None:
+    """The longest time between consecutive handler starts across [t0, t1] (sorted ``starts``),
+    counting from the last start before t0 up to the first one at or after t1; None: no start
+    after t0 at all (the gap would be endless)."""
+    i = bisect.bisect_right(starts, t0)
+    prev = starts[i - 1] if i else t0
+    worst = 0.0
+    for t in starts[i:]:
+        worst, prev = max(worst, t - prev), t
+        if t >= t1:
+            return round(worst, 3)
+    return round(max(worst, t1 - prev), 3) if i < len(starts) else None
+
+
+def failover_report(run: Run, phases: list[Phase]) -> dict[str, Any]:
+    """Per primary kill and per queue: the job-start gap from the kill to the rejoin, and the 503
+    window (first to last failed POST /jobs try, 503 or connection error, from this kill to the next)."""
+    starts: dict[str, list[float]] = defaultdict(list)
+    for e in run.tracker.execs.values():
+        if e.q is not None:
+            starts[e.q].append(e.t_start)
+    for lst in starts.values():
+        lst.sort()
+    errs = sorted((t, what, s.queue) for ph in phases for s in ph.subs for t, what in s.errs)
+    queues = run.cluster.queues
+    ff = next((ph for ph in phases if ph.name == "faultfree"), None)
+    base = None
+    if ff is not None:
+        gaps = [start_gap(starts[q], ff.t_start + 1.0, ff.t_submitted) for q in queues]
+        base = max((g for g in gaps if g is not None), default=None)
+    kills = sorted(run.kills, key=lambda k: k["t0"])
+    first = kills[0]["t0"] if kills else math.inf
+    out_kills = []
+    for n, k in enumerate(kills):
+        t0, t_next = k["t0"], kills[n + 1]["t0"] if n + 1 < len(kills) else math.inf
+        mine = [(t, what, q) for t, what, q in errs if t0 <= t < t_next]
+        per_q: dict[str, Any] = {}
+        for q in queues:
+            qe = [t for t, _, qq in mine if qq == q]
+            per_q[q] = {
+                "on_killed": q in k["queues_on_killed"],
+                "start_gap_s": start_gap(starts[q], t0, k["t_rejoined"]),
+                "errors": len(qe),
+                "err_window_s": round(qe[-1] - qe[0], 2) if qe else 0.0,
+                "first_err_s": round(qe[0] - t0, 2) if qe else None,
+            }
+
+        def worst(killed: bool, what: str, per_q: dict[str, Any] = per_q) -> float | None:
+            vals = [v[what] for v in per_q.values() if v["on_killed"] == killed and v[what] is not None]
+            return max(vals, default=None)
+
+        kinds: dict[str, int] = defaultdict(int)
+        for _, what, _ in mine:
+            kinds[what] += 1
+        out_kills.append(
+            {
+                "killed": k["killed"],
+                "new_primary": k.get("new_primary"),
+                "promote_s": round(k["t_promoted"] - t0, 2),
+                "rejoin_s": round(k["t_rejoined"] - k["t_promoted"], 2),
+                "global_keys_on_killed": k.get("global_keys_on_killed", []),
+                "start_gap_s": {
+                    "killed_queues": worst(True, "start_gap_s"),
+                    "surviving_queues": worst(False, "start_gap_s"),
+                },
+                "err_window_s": {
+                    "all": round(mine[-1][0] - mine[0][0], 2) if mine else 0.0,
+                    "killed_queues": worst(True, "err_window_s"),
+                    "surviving_queues": worst(False, "err_window_s"),
+                },
+                "errors": dict(kinds),
+                "queues": per_q,
+            }
+            | ({"error": k["error"]} if "error" in k else {})
+        )
+    return {
+        "baseline_start_gap_s": base,
+        "errors_before_first_kill": sum(1 for t, _, _ in errs if t < first),
+        "kills": out_kills,
+    }
+
+
 # -- the run ---------------------------------------------------------------------------------------------
 def git_sha() -> str:
     try:
@@ -987,14 +1279,18 @@ def git_sha() -> str:
 
 async def start(run: Run) -> None:
     c = run.cluster
-    c.start_redis()
-    if not await run.wait_redis():
-        raise RuntimeError(f"redis-server did not start: {(c.dir / 'redis.log').read_text()[-500:]}")
+    if c.mode == "single":
+        c.start_redis()
+        if not await run.wait_redis():
+            raise RuntimeError(f"redis-server did not start: {(c.dir / 'redis.log').read_text()[-500:]}")
+    else:
+        await asyncio.to_thread(c.start_topology)
+        log(f"{c.mode} up; queues {', '.join(c.queues)}; REDIS_MIN_REPLICAS_ACK={run.cfg.min_replicas_ack}")
     c.start_api()
     if not await run.wait_api():
         raise RuntimeError(f"gotaskq api did not start: {(c.dir / 'api.log').read_text()[-1000:]}")
     async with httpx.AsyncClient(base_url=c.api_url, timeout=10) as client:
-        for q in QUEUES:
+        for q in c.queues:
             resp = await client.post(f"/queue/{q}")
             if resp.status_code not in (200, 201):
                 raise RuntimeError(f"POST /queue/{q}: {resp.status_code} {resp.text}")
@@ -1019,8 +1315,9 @@ async def experiment(run: Run) -> dict[str, Any]:
     supervisor = asyncio.create_task(run.supervise())
     try:
         mix = random.Random(cfg.seed)
-        phases = [Phase("faultfree", make_jobs("ff", cfg.faultfree_jobs, mix))] if cfg.faultfree_jobs else []
-        phases.append(Phase("chaos", make_jobs("cx", cfg.n, mix)))
+        qs = run.cluster.queues
+        phases = [Phase("faultfree", make_jobs("ff", cfg.faultfree_jobs, mix, qs))] if cfg.faultfree_jobs else []
+        phases.append(Phase("chaos", make_jobs("cx", cfg.n, mix, qs)))
         plan = cfg.fault_plan()
         run.rng.shuffle(plan)
         rate = cfg.effective_rate()
@@ -1029,15 +1326,21 @@ async def experiment(run: Run) -> dict[str, Any]:
         for ph in phases:
             await run_phase(run, ph, plan if ph.name == "chaos" else [], rate)
         async with run.redis_client() as r:
-            scan = await scan_redis(r)
+            scan = await scan_redis(r)  # on a Cluster: scan_iter SCANs every primary
             info = await r.info("server")
+        if isinstance(run.cluster.rset, RedisClusterSet):
+            info = next(iter(info.values()), {}) if info and isinstance(next(iter(info.values())), dict) else info
     finally:
         supervisor.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await supervisor
     await stop_workers(run)
-    out: dict[str, Any] = {"ok": False, "seed": cfg.seed, "n": cfg.n, "workers": cfg.workers}
+    out: dict[str, Any] = {"ok": False, "seed": cfg.seed, "n": cfg.n, "workers": cfg.workers, "topology": cfg.topology}
+    if cfg.topology != "single":
+        out["min_replicas_ack"] = cfg.min_replicas_ack
     out |= analyse(run, phases, scan)
+    if run.kills:
+        out["failover"] = failover_report(run, phases)
     out["ok"] = not out["violations"]
     out["redis_version"] = info.get("redis_version")
     save_history(run, phases, out)
@@ -1053,6 +1356,8 @@ def save_history(run: Run, phases: list[Phase], result: dict[str, Any]) -> None:
                 f.write(json.dumps(asdict(s)) + "\n")
     history = {
         "faults": [asdict(x) for x in run.faults],
+        "primary_kills": run.kills,
+        "queues": list(run.cluster.queues),
         "crashes": run.crashes,
         "phases": [{k: v for k, v in asdict(ph).items() if k != "subs"} for ph in phases],
         "worker_logs": {str(pid): str(path) for pid, path in run.cluster.worker_logs.items()},
