@@ -190,8 +190,8 @@ class Worker:
                 continue
             if got == 0 or drained:
                 timeout = IDLE_POLL_S
-                if next_due is not None:  # both times are the store's clock: local skew cannot spin us
-                    timeout = min(timeout, next_due / 1000)
+                if next_due is not None:
+                    timeout = min(timeout, next_due - time.monotonic())
                 await self._wait_for_work(max(MIN_SLEEP_S, timeout))
                 # Woken: a notice may name a queue that just got work; no round trip to learn it.
                 fresh = [q for q in await self.backend.woken_queues() if q not in self._queues]
@@ -200,7 +200,7 @@ class Worker:
 
     async def _claim_round(self, free: int) -> tuple[int, bool, float | None]:
         """Claim up to ``free`` jobs round-robin; ``drained``: every queue gave less than asked.
-        The third value is how long until the earliest delayed job is due (ms), if any."""
+        The third value is when (time.monotonic()) the earliest delayed job is due, if any."""
         queues = await self._queue_names()
         if not queues:
             return 0, True, None
@@ -244,10 +244,13 @@ class Worker:
             self._busy += len(batch.jobs)
             drained = drained and len(batch.jobs) < want
             if batch.next_due_ms is not None:
-                due_in = float(batch.next_due_ms - batch.now_ms)
-                next_due = due_in if next_due is None else min(next_due, due_in)
+                # How long until due, on the store's clock (local skew cannot make us spin), from
+                # the moment its answer arrived (so the claim's own time is not slept again).
+                due = time.monotonic() + (batch.next_due_ms - batch.now_ms) / 1000
+                next_due = due if next_due is None else min(next_due, due)
         if failed:  # retry the failed queues after their backoff, not after a full idle poll
-            next_due = 100.0 if next_due is None else min(next_due, 100.0)
+            retry_at = time.monotonic() + 0.1
+            next_due = retry_at if next_due is None else min(next_due, retry_at)
         if got:
             self._idle.clear()
         return got, drained, next_due
