@@ -326,13 +326,13 @@ async def test_10_no_script_call_blocks_redis_for_more_than_10ms(
         again = await b.claim("default", 5000, 1)
         await asyncio.sleep(0.01)
         recovered = 0
-        for _ in range(20):
+        for _ in range(100):
             recovered += len((await b.recover_expired("default")).dead)
         assert recovered == len(again.jobs) == 3000
         assert await b.replay_all("default") == 3000
         moved = await b.claim("default", 5000, 1)
         await asyncio.sleep(0.01)
-        for _ in range(20):
+        for _ in range(100):
             await b.recover_expired("default")
         assert len(moved.jobs) == 3000
         assert await b.purge_dead("default") == 3000
@@ -423,6 +423,7 @@ async def test_6_every_job_of_a_multi_queue_batch_is_found_from_another_process(
         assert [(f.id, f.queue) for f in found if f is not None] == [(j.id, j.queue) for j in jobs]
         assert sum(commands(raw, c) for c in reads) - before == 2 * len(jobs), "one index read, one job read"
         assert len(raw.keys("gtq:ix:*:*")) == 1, "one bucket: one process, one hour"
-        assert raw.zcard(raw.keys("gtq:ix:*:*")[0]) <= 8, "a run per script call, not an entry per job"
+        calls = 1000 // redis_backend_module.CHUNK
+        assert raw.zcard(raw.keys("gtq:ix:*:*")[0]) <= calls + 2, "a run per script call, not an entry per job"
     finally:
         await other.close()

@@ -58,9 +58,9 @@ from .wake import ShardedWakeListener, WakeListener
 log = logging.getLogger("gotaskq.redis")
 S = JobStatus
 _SCHEDULED = 1  # enqueue.lua's answer for a job created SCHEDULED (0: PENDING)
-PROMOTE_LIMIT = 250
-CHUNK = 250  # jobs per script call (claim: CLAIM_CHUNK): each call stays a few ms of Redis time
-CLAIM_CHUNK = 200  # a claimed job costs the most (a read of every field, and its reply)
+PROMOTE_LIMIT = 100
+CHUNK = 100  # jobs per script call: each call holds Redis a few ms at most, even on a slow machine
+CLAIM_CHUNK = 100  # a claimed job costs the most (a read of every field, and its reply)
 REBUILD_ACTIVE_S = 3600.0
 RELEARN_S = 0.5
 INFO_BATCH = 200  # queues per pipeline of queue_infos

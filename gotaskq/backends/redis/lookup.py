@@ -5,7 +5,7 @@ call's ids are one unbroken run of one process's Snowflake ids (one node id, min
 lock), so the index stores runs, not ids: ``gtq:ix:<node>:<hour>`` is a sorted set of
 "first last queue" members scored by where ``first`` falls in that hour. A lookup is one
 ZREVRANGEBYSCORE (the run that starts at or before the id) in O(log n), and a bulk enqueue of
-250 jobs costs one entry, so the index adds almost nothing to a waiting job's memory. It is
+100 jobs costs one entry, so the index adds almost nothing to a waiting job's memory. It is
 written in the same pipeline as, and before, the enqueue script, so every stored job is
 indexed; runs whose jobs are all gone (expired DONE jobs, refused enqueues) are pruned a
 bounded slice at a time.
