@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .backends.base import Backend, Enqueued, MinuteStats, Page, QueueInfo
+from .backends.base import Backend, Enqueued, MinuteStats, Page, QueueInfo, QueueSettings
 from .config import Settings
 from .errors import BackendUnavailable, QueueNotFound
 from .handlers import Handler, HandlerRegistry
@@ -183,6 +183,18 @@ class App:
 
     async def queue_info(self, name: str) -> QueueInfo:
         return await self.backend.queue_info(validate_queue_name(name))
+
+    async def configure_queue(self, name: str, settings: QueueSettings) -> QueueInfo:
+        """Change a queue's concurrency, rate limit or paused flag (fields left UNSET stay)."""
+        return await self.backend.configure_queue(validate_queue_name(name), settings)
+
+    async def purge_queue(self, name: str) -> int:
+        """Remove every PENDING and SCHEDULED job of the queue; how many went."""
+        return await self.backend.purge_queue(validate_queue_name(name))
+
+    async def delete_queue(self, name: str) -> None:
+        """Remove the queue and all its jobs (QueueBusy while one runs); ``default`` comes back empty."""
+        await self.backend.delete_queue(validate_queue_name(name))
 
     async def pause(self, name: str) -> QueueInfo:
         return await self.backend.set_paused(validate_queue_name(name), True)

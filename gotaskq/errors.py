@@ -43,6 +43,12 @@ class StaleLease(GotaskqError):
     code = "stale_lease"
 
 
+class QueueBusy(GotaskqError):
+    """The queue cannot be deleted while a job of it runs."""
+
+    code = "queue_busy"
+
+
 class QueueFull(GotaskqError):
     """Backpressure: the queue holds MAX_QUEUE_DEPTH waiting jobs."""
 
@@ -78,6 +84,7 @@ class Code(IntEnum):
     QUEUE_FULL = -5
     DUPLICATE = -6  # idempotency key matched: not an error, the existing id is returned
     ID_TAKEN = -7
+    QUEUE_BUSY = -8
 
 
 def raise_for_code(code: int, job_id: str = "", status: str | None = None) -> None:
@@ -98,5 +105,7 @@ def raise_for_code(code: int, job_id: str = "", status: str | None = None) -> No
         raise QueueNotFound("queue not found")
     if c is Code.QUEUE_FULL:
         raise QueueFull("queue is full")
+    if c is Code.QUEUE_BUSY:
+        raise QueueBusy("a job of the queue is running")
     if c is Code.ID_TAKEN:
         raise GotaskqError(f"job id {job_id} already exists")

@@ -10,7 +10,8 @@ so each Lua script touches a single Cluster slot.
 | gtq:ix:hours                 | set    | the "<node>:<hour>" buckets that have an index | none |
 | gtq:wake                     | pubsub | enqueue, replay, fail, release (PUBLISH queue name) | -   |
 | gtq:{q}:wake                 | shard pubsub | the same on a Cluster (SPUBLISH)        | -   |
-| gtq:{q}:meta                 | hash   | create_queue, set_paused; read by enqueue, claim | none |
+| gtq:{q}:meta                 | hash   | create/configure_queue (paused, conc, rmax, rper ms); drop_queue | none |
+| gtq:{q}:rl:<window>          | string | claim: job starts in one rate-limit window    | 2 windows |
 | gtq:{q}:j:<id>               | hash   | every transition (fields below)  | DONE/CANCELLED: COMPLETE_JOB_TTL (*) |
 | gtq:{q}:ready                | zset   | enqueue, claim, recover_expired, release, replay, cancel | none |
 | gtq:{q}:delayed              | zset   | enqueue, claim (promotes), fail, cancel       | none |

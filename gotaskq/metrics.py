@@ -37,6 +37,12 @@ class Metrics:
             "gotaskq_stale_completions_total", "Writes refused because the lease was stale", registry=r
         )
         self.up = Gauge("gotaskq_backend_up", "1 when the backend answered the last scrape", registry=r)
+        self.limited = Counter(
+            "gotaskq_queue_limited_total",
+            "Claims that left ready jobs waiting because of a queue limit",
+            ["queue", "reason"],
+            registry=r,
+        )
 
     def queue_created(self, queue: str) -> None:
         """Create a queue's series at zero, so dashboards show it before its first job."""

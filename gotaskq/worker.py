@@ -233,6 +233,8 @@ class Worker:
                 log.warning("claiming from %s failed (%s: %s); other queues go on", q, type(exc).__name__, exc)
                 continue
             self._queue_backoff.pop(q, None)
+            if batch.limited is not None:
+                self.metrics.limited.labels(q, batch.limited).inc()
             if batch.idle:  # in the background: the claims of the other queues go first
                 task = asyncio.create_task(self._forget_idle(q))
                 self._deferred.add(task)

@@ -7,13 +7,19 @@
 -- KEYS[2]  meta   KEYS[3] ready   KEYS[4] delayed   KEYS[5] running
 -- ARGV[1]  max jobs to claim   ARGV[2] lease ms   ARGV[3] priority aging ms
 -- ARGV[4]  max delayed jobs to promote in this call
--- Returns  {-4} queue not found; else {next_due_ms|-1, now, idle, job, job, ...} where idle is 1
---          when the queue holds no ready, delayed or running job after this call, and each job is
+-- Limits (meta fields conc, rmax, rper): at most conc jobs RUNNING, at most rmax starts in each
+-- window of rper ms (counter rl:<window>, expiring after two windows); a job held back by a
+-- limit stays PENDING and no attempt is counted.
+-- Returns  {-4} queue not found; else {next_due_ms|-1, now, idle, limited, job, job, ...} where
+--          idle is 1 when the queue holds no ready, delayed or running job after this call,
+--          limited is 1 (concurrency) or 2 (rate limit) when ready jobs were held back (next_due
+--          is then when to try again), and each job is
 --          {id, lease, attempts, type, payload, pri, maxr, tmo, run, idem, ca, err, errs}
 local rcall = redis.call
 local p = KEYS[1]
 local meta, ready, delayed, running = KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-if rcall('EXISTS', meta) == 0 then return {-4} end
+local m = rcall('HMGET', meta, 'created', 'paused', 'conc', 'rmax', 'rper')
+if not m[1] then return {-4} end
 local t = rcall('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local aging = tonumber(ARGV[3])
@@ -26,7 +32,7 @@ for i = 1, #due, 2 do
   rcall('HSET', jk, 'st', 'PENDING', 'ua', now)
   rcall('ZADD', ready, tonumber(due[i + 1]) - pri * aging, id)
 end
-local out = {-1, now, 0}
+local out = {-1, now, 0, 0}
 local nxt = rcall('ZRANGE', delayed, 0, 0, 'WITHSCORES')
 if nxt[2] then out[1] = tonumber(nxt[2]) end
 -- idle: nothing waits or runs, so the worker may stop polling the queue until an enqueue.
@@ -35,9 +41,35 @@ local function idle()
   return out
 end
 local count = tonumber(ARGV[1])
-if count <= 0 or rcall('HGET', meta, 'paused') == '1' then return idle() end
+if count <= 0 or m[2] == '1' then return idle() end
+local limited, retry = 0, nil
+local conc = tonumber(m[3] or 0)
+if conc > 0 and conc - rcall('ZCARD', running) < count then
+  count, limited, retry = conc - rcall('ZCARD', running), 1, now + 50  -- a finishing job frees room
+end
+local rmax, rk, per = tonumber(m[4] or 0), nil, nil
+if rmax > 0 then
+  per = tonumber(m[5])
+  local window = math.floor(now / per)
+  rk = p .. 'rl:' .. window
+  local room = rmax - tonumber(rcall('GET', rk) or 0)
+  if room < count then count, limited, retry = room, 2, (window + 1) * per end
+end
+local function held_back()
+  if limited > 0 and rcall('ZCARD', ready) > 0 then
+    out[4] = limited
+    if out[1] == -1 or retry < out[1] then out[1] = retry end
+  end
+  return out
+end
+if count <= 0 then return held_back() end
 local popped = rcall('ZPOPMIN', ready, count)
 if #popped == 0 then return idle() end
+if rk then
+  rcall('INCRBY', rk, #popped / 2)
+  rcall('PEXPIRE', rk, 2 * per)
+end
+held_back()
 local deadline = now + tonumber(ARGV[2])
 -- Two calls a job (read all, write all) and one ZADD for the batch: each redis.call costs
 -- about a microsecond, and this runs for every job.

@@ -7,7 +7,8 @@ from api_support import Api, error_code, error_fields
 
 pytest_plugins = ["api_support"]
 
-EMPTY = {"paused": False, "pending": 0, "scheduled": 0, "running": 0, "dead": 0}
+NO_LIMITS = {"concurrency": None, "rate_limit": None}
+EMPTY = {"paused": False, "pending": 0, "scheduled": 0, "running": 0, "dead": 0, **NO_LIMITS}
 
 
 async def test_create_queue_then_again(api: Api) -> None:
@@ -27,7 +28,15 @@ async def test_get_queue_counts(api: Api) -> None:
     await api.dead_job()
     r = await api.client.get("/queue/default")
     assert r.status_code == 200
-    assert r.json() == {"name": "default", "paused": False, "pending": 1, "scheduled": 1, "running": 1, "dead": 1}
+    assert r.json() == {
+        "name": "default",
+        "paused": False,
+        "pending": 1,
+        "scheduled": 1,
+        "running": 1,
+        "dead": 1,
+        **NO_LIMITS,
+    }
 
 
 async def test_get_unknown_queue_is_404(api: Api) -> None:

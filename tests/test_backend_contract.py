@@ -110,6 +110,8 @@ async def test_queue_info_counts_each_state(backend: Backend) -> None:
         "scheduled": 0,
         "running": 0,
         "dead": 0,
+        "concurrency": None,
+        "rate_limit": None,
     }
     pending = [await enq(backend), await enq(backend)]
     scheduled = await enq(backend, delay=60)

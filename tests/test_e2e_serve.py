@@ -473,7 +473,16 @@ def test_queue_routes(client: httpx.Client) -> None:
         assert r.status_code == 422, r.text
         assert "queue" in r.json()["error"]["fields"]
     info = queue_info(client, "e2e-q.1")
-    assert info == {"name": "e2e-q.1", "paused": False, "pending": 0, "scheduled": 0, "running": 0, "dead": 0}
+    assert info == {
+        "name": "e2e-q.1",
+        "paused": False,
+        "pending": 0,
+        "scheduled": 0,
+        "running": 0,
+        "dead": 0,
+        "concurrency": None,
+        "rate_limit": None,
+    }
     for path in ("/queue/nope", "/queue/nope/pause", "/queue/nope/resume"):
         r = client.get(path) if path == "/queue/nope" else client.post(path)
         assert r.status_code == 404, (path, r.text)

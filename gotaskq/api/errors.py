@@ -19,6 +19,7 @@ from ..errors import (
     InvalidInput,
     InvalidTransition,
     JobNotFound,
+    QueueBusy,
     QueueFull,
     QueueNotFound,
 )
@@ -58,6 +59,7 @@ STATUS: dict[type[GotaskqError], tuple[int, str]] = {
     InvalidTransition: (409, "invalid_state"),
     IdempotencyConflict: (409, "idempotency_conflict"),
     QueueFull: (429, "queue_full"),
+    QueueBusy: (409, "queue_busy"),
     BackendUnavailable: (503, "backend_unavailable"),
 }
 HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}

@@ -12,6 +12,7 @@ from re import Pattern
 from typing import Any
 
 from ..job import JOB_ID_RE, JOB_REQUEST_FIELDS, QUEUE_NAME_RE, JobField, run_at_horizon
+from . import queue_input
 from .admin import DEFAULT_STATS_MINUTES, LISTABLE, MAX_STATS_MINUTES
 from .job_input import MAX_BATCH
 from .params import CURSOR_RE, DEFAULT_LIMIT, MAX_LIMIT
@@ -24,7 +25,10 @@ ERROR_TEXT = {
     403: "The admin API is read-only (read_only)",
     404: "Not found (not_found, job_not_found, queue_not_found)",
     405: "Method not allowed on this path (method_not_allowed); Allow lists the methods",
-    409: "Wrong job state or idempotency key reused (invalid_state, idempotency_conflict)",
+    409: (
+        "Wrong job state, idempotency key reused, or a queue with running jobs "
+        "(invalid_state, idempotency_conflict, queue_busy)"
+    ),
     413: "Body larger than MAX_BODY_BYTES (payload_too_large)",
     422: "Invalid input; fields names each bad one (validation_error)",
     429: "Queue holds MAX_QUEUE_DEPTH waiting jobs (queue_full); see Retry-After",
@@ -159,13 +163,43 @@ def _paths() -> dict[str, Schema]:
                 (*ADMIN_READ_ERRORS, 404, 422),
                 parameters=[QUEUE_NAME],
             ),
-            "post": _op(
-                "Create a queue",
+            "post": {
+                **_op(
+                    "Create a queue (with settings, if a body is given; an existing queue takes them)",
+                    "queues",
+                    {201: {**QUEUE, "description": "Created"}, 200: {**QUEUE, "description": "Existed"}},
+                    (*ADMIN_WRITE_ERRORS, 400, 413, 422),
+                    parameters=[QUEUE_NAME],
+                ),
+                "requestBody": {
+                    "required": False,
+                    "content": {"application/json": {"schema": _ref("QueueSettings")}},
+                },
+            },
+            "patch": _op(
+                "Change a queue's concurrency, rate limit or paused flag",
                 "queues",
-                {201: {**QUEUE, "description": "Created"}, 200: {**QUEUE, "description": "Existed"}},
-                (*ADMIN_WRITE_ERRORS, 422),
+                {200: QUEUE},
+                (*ADMIN_WRITE_ERRORS, 400, 404, 413, 422),
+                body="QueueSettings",
                 parameters=[QUEUE_NAME],
             ),
+            "delete": _op(
+                "Delete a queue and every job of it (default comes back empty)",
+                "queues",
+                {204: {"description": "Deleted"}},
+                (*ADMIN_WRITE_ERRORS, 404, 409, 422),
+                parameters=[QUEUE_NAME],
+            ),
+        },
+        "/queue/{name}/purge": {
+            "post": _op(
+                "Remove every PENDING and SCHEDULED job of a queue",
+                "queues",
+                {200: _json(_count("purged"), "How many were removed")},
+                (*ADMIN_WRITE_ERRORS, 404, 422),
+                parameters=[QUEUE_NAME],
+            )
         },
         "/queue/{name}/pause": {
             "post": _op(
@@ -369,13 +403,16 @@ def _schemas() -> dict[str, Schema]:
         },
         "QueueInfo": {
             "type": "object",
-            "required": ["name", "paused", "pending", "scheduled", "running", "dead"],
+            "required": ["name", "paused", "pending", "scheduled", "running", "dead", "concurrency", "rate_limit"],
             "properties": {
                 "name": {"type": "string"},
                 "paused": {"type": "boolean"},
                 **{k: {"type": "integer"} for k in ("pending", "scheduled", "running", "dead")},
+                "concurrency": queue_input.FIELDS["concurrency"][0],
+                "rate_limit": queue_input.FIELDS["rate_limit"][0],
             },
         },
+        "QueueSettings": queue_input.schema(),
         "QueueList": {
             "type": "object",
             "required": ["queues"],

@@ -34,6 +34,7 @@ class ClaimBatch:
     next_due_ms: int | None  # when the earliest delayed job of the queue becomes due
     now_ms: int  # the store's clock at the claim: sleeps until next_due are measured on it
     idle: bool = False  # nothing waits or runs in the queue: the worker may stop polling it
+    limited: str | None = None  # "concurrency" or "rate_limit": jobs waited because of a limit
 
 
 @dataclass(slots=True, frozen=True)
@@ -56,6 +57,29 @@ class Recovered:
 
 
 @dataclass(slots=True, frozen=True)
+class RateLimit:
+    """At most ``max`` job starts in each window of ``per`` seconds, across every worker."""
+
+    max: int
+    per: float
+
+    def to_dict(self) -> dict[str, object]:
+        return {"max": self.max, "per": self.per}
+
+
+UNSET: object = object()  # "leave as it is" in QueueSettings
+
+
+@dataclass(slots=True, frozen=True)
+class QueueSettings:
+    """What PATCH /queue/{name} may change; a field left UNSET keeps its value, None clears it."""
+
+    concurrency: int | object | None = UNSET
+    rate_limit: RateLimit | object | None = UNSET
+    paused: bool | object = UNSET
+
+
+@dataclass(slots=True, frozen=True)
 class QueueInfo:
     name: str
     paused: bool
@@ -63,6 +87,8 @@ class QueueInfo:
     scheduled: int
     running: int
     dead: int
+    concurrency: int | None = None  # RUNNING jobs at most, across every worker
+    rate_limit: RateLimit | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -72,6 +98,8 @@ class QueueInfo:
             "scheduled": self.scheduled,
             "running": self.running,
             "dead": self.dead,
+            "concurrency": self.concurrency,
+            "rate_limit": None if self.rate_limit is None else self.rate_limit.to_dict(),
         }
 
 
@@ -121,6 +149,15 @@ class Backend(Protocol):
         """queue_info of many queues at once (one round trip per node); unknown ones are left out."""
 
     async def set_paused(self, name: str, paused: bool) -> QueueInfo: ...
+    async def configure_queue(self, name: str, settings: QueueSettings) -> QueueInfo:
+        """Change a queue's concurrency, rate limit or paused flag (UNSET fields stay)."""
+
+    async def purge_queue(self, name: str) -> int:
+        """Remove every PENDING and SCHEDULED job of the queue; how many went."""
+
+    async def delete_queue(self, name: str) -> None:
+        """Remove the queue and every job of it; raise QueueBusy while a job RUNS, QueueNotFound."""
+
     async def queue_stats(self, name: str, minutes: int) -> list[MinuteStats]:
         """Per-minute done/failed/dead counts of the last ``minutes`` minutes, oldest first."""
 

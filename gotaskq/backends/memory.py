@@ -18,6 +18,7 @@ from ..errors import (
     IdempotencyConflict,
     InvalidTransition,
     JobNotFound,
+    QueueBusy,
     QueueFull,
     QueueNotFound,
     StaleLease,
@@ -27,6 +28,7 @@ from ..job import MAX_ERROR_HISTORY, Job, NewJob, error_entry, now_ms, validate_
 from ..states import JobStatus, can_move
 from .base import (
     LEASE_EXPIRED,
+    UNSET,
     ClaimBatch,
     Claimed,
     Completion,
@@ -35,6 +37,8 @@ from .base import (
     MinuteStats,
     Page,
     QueueInfo,
+    QueueSettings,
+    RateLimit,
     Recovered,
 )
 from .paging import all_queues_page, decode_cursor, encode_cursor
@@ -78,6 +82,9 @@ class _ZSet:
 @dataclass
 class _Queue:
     paused: bool = False
+    concurrency: int | None = None
+    rate_limit: RateLimit | None = None
+    started: dict[int, int] = field(default_factory=dict)  # rate-limit window -> job starts
     ready: _ZSet = field(default_factory=_ZSet)
     delayed: _ZSet = field(default_factory=_ZSet)
     running: _ZSet = field(default_factory=_ZSet)
@@ -134,16 +141,53 @@ class MemoryBackend:
 
     async def queue_info(self, name: str) -> QueueInfo:
         q = self._queue(name)
-        return QueueInfo(name, q.paused, len(q.ready), len(q.delayed), len(q.running), len(q.dead))
+        return QueueInfo(
+            name, q.paused, len(q.ready), len(q.delayed), len(q.running), len(q.dead), q.concurrency, q.rate_limit
+        )
+
+    async def configure_queue(self, name: str, settings: QueueSettings) -> QueueInfo:
+        q = self._queue(name)
+        if settings.concurrency is not UNSET:
+            q.concurrency = settings.concurrency  # type: ignore[assignment]
+        if settings.rate_limit is not UNSET:
+            q.rate_limit = settings.rate_limit  # type: ignore[assignment]
+            q.started.clear()
+        if settings.paused is not UNSET:
+            q.paused = bool(settings.paused)
+        self._wake.set()
+        return await self.queue_info(name)
+
+    async def purge_queue(self, name: str) -> int:
+        q = self._queue(name)
+        ids = [*q.ready.scores, *q.delayed.scores]
+        for jid in ids:
+            job = self._jobs.pop(jid)
+            self._drop_key(job)
+        q.ready, q.delayed = _ZSet(), _ZSet()
+        return len(ids)
+
+    async def delete_queue(self, name: str) -> None:
+        q = self._queue(name)
+        if q.running:
+            raise QueueBusy(f"queue {name!r} has running jobs")
+        del self._queues[name]
+        for jid in [j.id for j in self._jobs.values() if j.queue == name]:
+            self._drop_key(self._jobs.pop(jid))
+        self._stats = {k: v for k, v in self._stats.items() if k[0] != name}
+        if name == "default":
+            await self.create_queue(name)
+
+    def _drop_key(self, job: Job) -> None:
+        """Forget a removed job's idempotency key, only while it still names that job."""
+        key = (job.queue, job.idempotency_key or "")
+        if job.idempotency_key is not None and self._idem.get(key, ("",))[0] == job.id:
+            del self._idem[key]
 
     async def queue_infos(self, names: Sequence[str]) -> list[QueueInfo]:
         return [await self.queue_info(n) for n in names if n in self._queues]
 
     async def set_paused(self, name: str, paused: bool) -> QueueInfo:
-        self._queue(name).paused = paused
-        if not paused:
-            self._wake.set()
-        return await self.queue_info(name)
+        return await self.configure_queue(name, QueueSettings(paused=paused))
 
     def _count(self, queue: str, now: int, field: str, n: int = 1) -> None:
         minute = now // 60_000
@@ -336,6 +380,8 @@ class MemoryBackend:
             self._move(job, S.PENDING, "claim", now)
             q.ready.add(job.id, self._ready_score(job))
         claimed: list[Claimed] = []
+        limited, retry = self._limit(q, now, count)
+        count = min(count, limited[0]) if limited else count
         while not q.paused and len(claimed) < count and (top := q.ready.pop_min()) is not None:
             job = self._jobs[top[1]]
             self._move(job, S.RUNNING, "claim", now)
@@ -344,9 +390,31 @@ class MemoryBackend:
             job.started_at = now
             q.running.add(job.id, float(now + lease_ms))
             claimed.append(Claimed(replace(job, errors=list(job.errors)), job.lease))
+        if q.rate_limit is not None and claimed:
+            window = now // max(1, round(q.rate_limit.per * 1000))
+            q.started = {window: q.started.get(window, 0) + len(claimed)}
         nxt = q.delayed.peek_min()
+        next_due = int(nxt[0]) if nxt else None
+        reason = None
+        if limited and q.ready and not q.paused:
+            reason = limited[1]
+            next_due = retry if next_due is None else min(next_due, retry)
         idle = not claimed and not q.ready and not q.delayed and not q.running
-        return ClaimBatch(claimed, int(nxt[0]) if nxt else None, now, idle)
+        return ClaimBatch(claimed, next_due, now, idle, reason)
+
+    @staticmethod
+    def _limit(q: _Queue, now: int, count: int) -> tuple[tuple[int, str] | None, int]:
+        """(room, reason) when a limit allows fewer than ``count`` starts, and when to try again."""
+        room, reason, retry = count, "", now
+        if q.concurrency is not None and q.concurrency - len(q.running) < room:
+            room, reason, retry = q.concurrency - len(q.running), "concurrency", now + 50
+        if q.rate_limit is not None:
+            per = max(1, round(q.rate_limit.per * 1000))
+            window = now // per
+            left = q.rate_limit.max - q.started.get(window, 0)
+            if left < room:
+                room, reason, retry = left, "rate_limit", (window + 1) * per
+        return ((max(0, room), reason), retry) if reason else (None, retry)
 
     def _holder(self, job_id: str, token: int) -> Job | None:
         job = self._jobs.get(job_id)

@@ -37,6 +37,7 @@ from ...job import MAX_ERROR_HISTORY, Job, NewJob, error_entry, now_ms, validate
 from ...states import JobStatus
 from ..base import (
     LEASE_EXPIRED,
+    UNSET,
     ClaimBatch,
     Claimed,
     Completion,
@@ -45,6 +46,8 @@ from ..base import (
     MinuteStats,
     Page,
     QueueInfo,
+    QueueSettings,
+    RateLimit,
     Recovered,
 )
 from ..paging import all_queues_page, decode_cursor, encode_cursor
@@ -64,6 +67,9 @@ CLAIM_CHUNK = 100  # a claimed job costs the most (a read of every field, and it
 REBUILD_ACTIVE_S = 3600.0
 RELEARN_S = 0.5
 INFO_BATCH = 200  # queues per pipeline of queue_infos
+
+
+_LIMITED = {1: "concurrency", 2: "rate_limit"}  # claim.lua's "limited" answer
 
 
 class NotReplicated(BackendUnavailable):
@@ -322,24 +328,80 @@ class RedisBackend:
                 pipe = self.client.pipeline(transaction=False)
                 for name in chunk:
                     p = keys.queue_prefix(name)
-                    pipe.hmget(p + "meta", ["created", "paused"])
+                    pipe.hmget(p + "meta", ["created", "paused", "conc", "rmax", "rper"])
                     for suffix in ("ready", "delayed", "running", "dead"):
                         pipe.zcard(p + suffix)
                 rows = await pipe.execute()
             for i, name in enumerate(chunk):
                 meta, pending, scheduled, running, dead = rows[5 * i : 5 * i + 5]
                 if meta[0] is not None:
-                    out.append(QueueInfo(name, meta[1] == b"1", pending, scheduled, running, dead))
+                    conc = None if meta[2] is None else int(meta[2])
+                    limit = None if meta[3] is None else RateLimit(int(meta[3]), int(meta[4]) / 1000)
+                    info = QueueInfo(name, meta[1] == b"1", pending, scheduled, running, dead, conc, limit)
+                    out.append(info)
         return out
 
-    async def set_paused(self, name: str, paused: bool) -> QueueInfo:
+    async def configure_queue(self, name: str, settings: QueueSettings) -> QueueInfo:
         await self.queue_info(name)
+        meta = keys.queue_prefix(name) + "meta"
+        fields: dict[str, int | str] = {}
+        drop: list[str] = []
+        if settings.concurrency is not UNSET:
+            if settings.concurrency is None:
+                drop.append("conc")
+            else:
+                fields["conc"] = int(settings.concurrency)  # type: ignore[call-overload]
+        if settings.rate_limit is not UNSET:
+            if settings.rate_limit is None:
+                drop += ["rmax", "rper"]
+            else:
+                assert isinstance(settings.rate_limit, RateLimit)
+                fields["rmax"] = settings.rate_limit.max
+                fields["rper"] = max(1, round(settings.rate_limit.per * 1000))
+        if settings.paused is not UNSET:
+            fields["paused"] = "1" if settings.paused else "0"
         async with guard():
-            await self.client.hset(keys.queue_prefix(name) + "meta", "paused", "1" if paused else "0")
-            if not paused:
+            if drop:
+                await self.client.hdel(meta, *drop)
+            if fields:
+                await self.client.hset(meta, mapping=fields)
+            if fields or drop:  # a looser limit or a resume may let waiting jobs start
                 await self.client.sadd(keys.ACTIVE, name)
                 await self.client.execute_command("SPUBLISH" if self.cluster else "PUBLISH", self._channel(name), name)
         return await self.queue_info(name)
+
+    async def purge_queue(self, name: str) -> int:
+        await self.queue_info(name)
+        total = 0
+        for _ in range(1_000_000):  # bounded: each call removes up to CHUNK jobs
+            removed = int(await self._run("purge", name, [CHUNK]))
+            total += removed
+            if removed == 0:
+                break
+        return total
+
+    async def delete_queue(self, name: str) -> None:
+        validate_queue_name(name)
+        res = int(await self._run("drop_queue", name, []))
+        if res != Code.OK:
+            raise_for_code(res)
+        async with guard():
+            await self.client.srem(keys.QUEUES, name)
+            await self.client.srem(keys.ACTIVE, name)
+            batch: list[Any] = []
+            # Every key of the queue shares its hash tag: one slot, one node, removed in slices.
+            async for key in self.client.scan_iter(match=keys.queue_prefix(name) + "*", count=1000):
+                batch.append(key)
+                if len(batch) >= 500:
+                    await self.client.unlink(*batch)
+                    batch = []
+            if batch:
+                await self.client.unlink(*batch)
+        if name == "default":
+            await self.create_queue(name)
+
+    async def set_paused(self, name: str, paused: bool) -> QueueInfo:
+        return await self.configure_queue(name, QueueSettings(paused=paused))
 
     async def queue_stats(self, name: str, minutes: int) -> list[MinuteStats]:
         await self.queue_info(name)
@@ -629,9 +691,10 @@ class RedisBackend:
             if res[0] == Code.QUEUE_NOT_FOUND and len(res) == 1:
                 raise QueueNotFound(f"queue {queue!r} does not exist")
             now = int(res[1])
-            claimed.extend(Claimed(job, job.lease) for job in (claimed_job(queue, row, now) for row in res[3:]))
-            if len(res) - 3 < want or len(claimed) >= count:
-                return ClaimBatch(claimed, None if res[0] == -1 else int(res[0]), now, res[2] == 1)
+            claimed.extend(Claimed(job, job.lease) for job in (claimed_job(queue, row, now) for row in res[4:]))
+            if len(res) - 4 < want or len(claimed) >= count:
+                limited = _LIMITED.get(res[3])
+                return ClaimBatch(claimed, None if res[0] == -1 else int(res[0]), now, res[2] == 1, limited)
 
     async def _chunked(
         self, script: str, queue: str, head: list[Any], items: Sequence[Sequence[Any]], *, acked: bool = False

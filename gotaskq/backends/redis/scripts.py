@@ -28,6 +28,8 @@ KEY_SUFFIXES: dict[str, tuple[str, ...]] = {
     "replay": ("dead", "ready"),
     "delete_dead": ("dead",),
     "withdraw": ("ready", "delayed"),
+    "purge": ("ready", "delayed"),
+    "drop_queue": ("meta", "running"),
 }
 NAMES = (*KEY_SUFFIXES, "renew_node")  # renew_node: one key of its own (gtq:node:<n>)
 
@@ -57,6 +59,8 @@ class Scripts:
     replay: AsyncScript
     delete_dead: AsyncScript
     withdraw: AsyncScript
+    purge: AsyncScript
+    drop_queue: AsyncScript
     renew_node: AsyncScript
 
     def __init__(self, client: Any) -> None:
