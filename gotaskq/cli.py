@@ -21,11 +21,14 @@ from .errors import ConfigError
 log = logging.getLogger("gotaskq")
 
 
+_UNSET_ARG: object = object()  # an option not given (None means "clear the limit")
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     if getattr(args, "env_file", None):
         for key, value in load_env_file(args.env_file).items():
             os.environ.setdefault(key, value)  # the real environment wins over the file
-    for flag, var in (("host", "HOST"), ("port", "PORT"), ("workers", "NUM_WORKERS")):
+    for flag, var in (("host", "HOST"), ("port", "PORT"), ("workers", "NUM_WORKERS"), ("queues", "WORKER_QUEUES")):
         override = getattr(args, flag, None)
         if override is not None:
             os.environ[var] = str(override)
@@ -164,8 +167,42 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
         return _show(c.post("/jobs", json=body))
 
 
+def _limit_arg(text: str) -> dict[str, float] | None:
+    """``--rate-limit 10/60`` (10 starts per 60 s) or ``none``."""
+    if text.lower() == "none":
+        return None
+    most, _, per = text.partition("/")
+    try:
+        return {"max": int(most), "per": float(per or "1")}
+    except ValueError:
+        raise argparse.ArgumentTypeError("give MAX/SECONDS, e.g. 10/60, or none") from None
+
+
+def _concurrency_arg(text: str) -> int | None:
+    if text.lower() == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("give a number, or none") from None
+
+
 def cmd_queues(args: argparse.Namespace) -> int:
     with _client(args, admin=True) as c:
+        if args.set:
+            body: dict[str, object] = {}
+            if args.concurrency is not _UNSET_ARG:
+                body["concurrency"] = args.concurrency
+            if args.rate_limit is not _UNSET_ARG:
+                body["rate_limit"] = args.rate_limit
+            return _show(c.patch(f"/queue/{args.set}", json=body))
+        if args.purge:
+            return _show(c.post(f"/queue/{args.purge}/purge"))
+        if args.delete:
+            code = _show(c.delete(f"/queue/{args.delete}"))
+            if code == 0:
+                print(json.dumps({"deleted": args.delete}))
+            return code
         if args.create:
             return _show(c.post(f"/queue/{args.create}"))
         if args.pause:
@@ -223,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--port", type=int, help="port (PORT, default 8000)")
         if name != "api":
             sp.add_argument("--workers", type=int, help="process concurrency (NUM_WORKERS, default 10)")
+            sp.add_argument(
+                "--queues", metavar="A,B", help="serve only these queues (WORKER_QUEUES; default: every queue)"
+            )
         return sp
 
     server("serve", "HTTP API and workers in one process (the default way to run)").set_defaults(fn=cmd_serve)
@@ -247,11 +287,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--idempotency-key", dest="idempotency_key")
     e.set_defaults(fn=cmd_enqueue)
 
-    q = client("queues", "list queues with their counts; or create/pause/resume one")
+    q = client("queues", "list queues with their counts; or create/pause/resume/set/purge/delete one")
     g = q.add_mutually_exclusive_group()
     g.add_argument("--create", metavar="NAME")
     g.add_argument("--pause", metavar="NAME")
     g.add_argument("--resume", metavar="NAME")
+    g.add_argument("--set", metavar="NAME", help="change limits: with --concurrency and/or --rate-limit")
+    g.add_argument("--purge", metavar="NAME", help="remove every waiting (pending, scheduled) job")
+    g.add_argument("--delete", metavar="NAME", help="remove the queue and all its jobs")
+    q.add_argument("--concurrency", type=_concurrency_arg, default=_UNSET_ARG, help="N, or none")
+    q.add_argument("--rate-limit", type=_limit_arg, default=_UNSET_ARG, help="MAX/SECONDS (e.g. 10/60), or none")
     q.set_defaults(fn=cmd_queues)
 
     d = client("dlq", "dead-letter queue: ls | replay | rm")

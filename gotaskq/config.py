@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .errors import ConfigError
+from .job import QUEUE_NAME_RE
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -31,6 +32,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     num_workers: int = 10
+    worker_queues: tuple[str, ...] = ()  # only these queues are claimed here; () = every queue
     redis_url: str | None = field(default=None, repr=False)  # may hold a password; see masked()
     redis_max_connections: int = 64
     redis_cluster: str = "auto"  # auto: detected at connect (INFO cluster); true; false
@@ -96,6 +98,7 @@ class Settings:
             host=e.get("HOST", "127.0.0.1"),
             port=r.integer("PORT", 8000, 0, 65535),
             num_workers=r.integer("NUM_WORKERS", 10, 0, 10_000),
+            worker_queues=_queue_list(e.get("WORKER_QUEUES", "")),
             redis_url=redis_url,
             redis_max_connections=r.integer("REDIS_MAX_CONNECTIONS", 64, 2, 100_000),
             redis_cluster=r.choice("REDIS_CLUSTER", "auto", ("auto", "true", "false")),
@@ -198,6 +201,14 @@ class _Reader:
             if v.lower() == o.lower():
                 return o
         raise ConfigError(f"{name} must be one of {', '.join(options)}, got {v!r}")
+
+
+def _queue_list(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(x.strip() for x in text.split(",") if x.strip()))
+    bad = [n for n in names if not QUEUE_NAME_RE.fullmatch(n)]
+    if bad:
+        raise ConfigError(f"WORKER_QUEUES: {bad[0]!r} is not a queue name (1-64 of A-Z a-z 0-9 _ . -)")
+    return names
 
 
 def load_env_file(path: str | Path) -> dict[str, str]:

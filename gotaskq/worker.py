@@ -166,9 +166,14 @@ class Worker:
     async def _queue_names(self) -> list[str]:
         """The queues that may have work (not every queue ever created: idle ones cost nothing)."""
         if time.monotonic() - self._queues_at > QUEUE_REFRESH_S:
-            self._queues = await self.backend.active_queues()
+            self._queues = self._served(await self.backend.active_queues())
             self._queues_at = time.monotonic()
         return self._queues
+
+    def _served(self, names: list[str]) -> list[str]:
+        """WORKER_QUEUES dedicates a process to some queues (long jobs cannot crowd out others)."""
+        only = self.settings.worker_queues
+        return [n for n in names if n in only] if only else names
 
     async def _fetch_loop(self) -> None:
         failures = 0
@@ -194,7 +199,7 @@ class Worker:
                     timeout = min(timeout, next_due - time.monotonic())
                 await self._wait_for_work(max(MIN_SLEEP_S, timeout))
                 # Woken: a notice may name a queue that just got work; no round trip to learn it.
-                fresh = [q for q in await self.backend.woken_queues() if q not in self._queues]
+                fresh = [q for q in self._served(await self.backend.woken_queues()) if q not in self._queues]
                 if fresh:
                     self._queues = sorted([*self._queues, *fresh])
 

@@ -605,6 +605,23 @@ def test_cli_verbs_against_the_server(server: Proc, client: httpx.Client) -> Non
     assert run_cli("health", "--url", f"http://{HOST}:{free_port()}").returncode == 1
 
 
+def test_cli_queue_settings_purge_and_delete(server: Proc, client: httpx.Client) -> None:
+    make_queue(client, "cliq", paused=True)
+    limits = run_cli("queues", "--set", "cliq", "--concurrency", "2", "--rate-limit", "10/60", "--url", server.url)
+    assert limits.returncode == 0, limits.stderr
+    assert json.loads(limits.stdout)["concurrency"] == 2
+    assert json.loads(limits.stdout)["rate_limit"] == {"max": 10, "per": 60.0}
+    cleared = run_cli("queues", "--set", "cliq", "--concurrency", "none", "--url", server.url)
+    assert json.loads(cleared.stdout)["concurrency"] is None and json.loads(cleared.stdout)["rate_limit"]
+    for _ in range(2):
+        submit(client, queue="cliq")
+    purged = run_cli("queues", "--purge", "cliq", "--url", server.url)
+    assert purged.returncode == 0 and json.loads(purged.stdout) == {"purged": 2}
+    deleted = run_cli("queues", "--delete", "cliq", "--url", server.url)
+    assert deleted.returncode == 0 and json.loads(deleted.stdout) == {"deleted": "cliq"}
+    assert run_cli("queues", "--delete", "cliq", "--url", server.url).returncode == 1
+
+
 # -- servers of their own ----------------------------------------------------------------------
 def test_tokens(redis_server: RedisServer, procs: Processes) -> None:
     env = {**FAST, "REDIS_URL": db_url(redis_server, DB_AUTH), "API_TOKEN": "api-secret", "ADMIN_TOKEN": "admin-secret"}

@@ -217,3 +217,32 @@ async def test_delete_a_queue_with_a_running_job_is_409_queue_busy(api: Api) -> 
     await api.app.backend.claim("default", 1, 30_000)
     r = await api.client.delete("/queue/default")
     assert r.status_code == 409 and error_code(r) == "queue_busy"
+
+
+async def test_worker_queues_dedicates_a_process(make_backend: MakeBackend) -> None:
+    backend = await make_backend(worker_queues=("mine",), recovery_interval=0.05)
+    app = App(backend.settings, backend, builtins=False)  # type: ignore[attr-defined]
+    ran: list[str] = []
+
+    @app.task("t")
+    async def t(job: Job) -> None:
+        ran.append(job.queue)
+
+    await app.start()
+    for q in ("mine", "theirs"):
+        await backend.create_queue(q)
+    await fill(backend, 1, queue="mine")
+    theirs = await fill(backend, 1, queue="theirs")
+    worker = app.worker()
+    task = asyncio.create_task(worker.run())
+    try:
+        for _ in range(200):
+            if ran:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
+    finally:
+        await worker.stop()
+        await task
+    assert ran == ["mine"]
+    assert ((await backend.get_job(theirs[0].id)) or theirs[0]).status is S.PENDING
