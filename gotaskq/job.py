@@ -30,6 +30,7 @@ MIN_TIMEOUT_S = 0.001
 MAX_TIMEOUT_S = 24 * 3600.0
 MAX_ERROR_CHARS = 2000
 MAX_ERROR_HISTORY = 10
+MAX_TRACEBACK_CHARS = 4000
 MAX_RESULT_BYTES = 64 * 1024
 MAX_REMEMBERED_NAMES = 4096  # per pattern field (type, queue): valid values remembered
 
@@ -481,8 +482,22 @@ def job_from_fields(
     return job
 
 
-def error_entry(attempt: int, message: str, at_ms: int) -> dict[str, Any]:
-    return {"attempt": attempt, "error": message[:MAX_ERROR_CHARS], "at": iso_ms(at_ms)}
+def error_entry(attempt: int, message: str, at_ms: int, traceback: str | None = None) -> dict[str, Any]:
+    """One entry of a job's ``errors``: the traceback keeps its end (where the error was raised)."""
+    tb = None if traceback is None else traceback[-MAX_TRACEBACK_CHARS:]
+    return {"attempt": attempt, "error": message[:MAX_ERROR_CHARS], "traceback": tb, "at": iso_ms(at_ms)}
+
+
+def decode_errors(raw: bytes | str | None) -> list[dict[str, Any]]:
+    """A stored error history; Lua writes "at" as epoch ms (it has no clock formatting)."""
+    if not raw:
+        return []
+    entries: list[dict[str, Any]] = orjson.loads(raw)
+    for e in entries:
+        if isinstance(e.get("at"), int):
+            e["at"] = iso_ms(e["at"])
+        e.setdefault("traceback", None)
+    return entries
 
 
 def bounded_result(value: JSONValue) -> bytes:

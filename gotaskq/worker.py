@@ -7,6 +7,7 @@ import contextlib
 import logging
 import math
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -337,6 +338,7 @@ class Worker:
         q = job.queue
         t0 = time.perf_counter()
         error: str | None = None
+        trace: str | None = None
         result: Any = None
         thread: asyncio.Future[Any] | None = None
         deadline = _Deadline(task, job.timeout)
@@ -359,6 +361,7 @@ class Worker:
                 error = f"timed out after {job.timeout:g}s"
             else:
                 error = f"{type(exc).__name__}: {exc}"
+                trace = "".join(traceback.format_exception(exc))
         finally:
             deadline.settle()
             if thread is not None and not thread.done():
@@ -370,7 +373,7 @@ class Worker:
             self._child("duration", q).observe(time.perf_counter() - t0)
         if error is None:
             return await self._complete(claimed, result)
-        return await self._fail(claimed, error)
+        return await self._fail(claimed, error, trace)
 
     def _free_slot(self, thread: object = None) -> None:
         if isinstance(thread, asyncio.Future) and not thread.cancelled():
@@ -409,13 +412,13 @@ class Worker:
         self.metrics.stale.inc()
         log.warning("stale %s refused: the lease expired and the job was recovered", what, extra=_extra(job))
 
-    async def _fail(self, claimed: Claimed, error: str) -> bool:
+    async def _fail(self, claimed: Claimed, error: str, trace: str | None = None) -> bool:
         job = claimed.job
         s = self.settings
         delay_ms = int(retry_delay(job.attempts, s.base_delay, s.max_delay) * 1000)
 
         def call() -> Awaitable[FailOutcome]:
-            return self.backend.fail(job, claimed.token, error, delay_ms)
+            return self.backend.fail(job, claimed.token, error, delay_ms, trace)
 
         try:
             outcome = await call()

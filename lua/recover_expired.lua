@@ -5,7 +5,7 @@
 --          and the Cluster wake channel gtq:{q}:wake, carries the {q} hash tag: one slot.
 -- KEYS[2]  running   KEYS[3] ready   KEYS[4] dead
 -- ARGV[1]  max jobs per call   ARGV[2] priority aging ms   ARGV[3] error text
--- ARGV[4]  wake channel        ARGV[5] queue name
+-- ARGV[4]  wake channel        ARGV[5] queue name   ARGV[6] error history kept (entries)
 -- Returns  {{requeued ids}, {dead ids}}
 local rcall = redis.call
 local p = KEYS[1]
@@ -18,10 +18,14 @@ local requeued, died = {}, {}
 for _, id in ipairs(ids) do
   local jk = p .. 'j:' .. id
   rcall('ZREM', running, id)
-  local f = rcall('HMGET', jk, 'st', 'att', 'maxr', 'pri', 'run', 'ca')
+  local f = rcall('HMGET', jk, 'st', 'att', 'maxr', 'pri', 'run', 'ca', 'errs')
   if f[1] == 'RUNNING' then
     rcall('HINCRBY', jk, 'lease', 1)
-    rcall('HSET', jk, 'err', ARGV[3], 'ua', now)
+    -- the expiry joins the error history ("at" in epoch ms: Lua has no date formatting)
+    local errs = f[7] and cjson.decode(f[7]) or {}
+    errs[#errs + 1] = {attempt = tonumber(f[2]), error = ARGV[3], traceback = cjson.null, at = now}
+    while #errs > tonumber(ARGV[6]) do table.remove(errs, 1) end
+    rcall('HSET', jk, 'err', ARGV[3], 'errs', cjson.encode(errs), 'ua', now)
     if tonumber(f[2]) > tonumber(f[3]) then
       rcall('HSET', jk, 'st', 'DEAD', 'fa', now)
       rcall('ZADD', dead, now, id)

@@ -642,9 +642,33 @@ async def test_a_job_whose_worker_keeps_dying_ends_dead(backend: Backend) -> Non
         assert await backend.get_job(job.id) is not None
     stored = await backend.get_job(job.id)
     assert stored is not None and (stored.status, stored.attempts) == (S.DEAD, 3)
-    assert stored.last_error and stored.errors == []  # the history keeps handler errors only
+    assert stored.last_error and stored.last_error.startswith("LeaseExpired: ")
+    assert [(e["attempt"], e["error"].split(":")[0], e["traceback"]) for e in stored.errors] == [
+        (1, "LeaseExpired", None),
+        (2, "LeaseExpired", None),
+        (3, "LeaseExpired", None),
+    ], "each expiry is in the history, with no traceback"
+    assert all(isinstance(e["at"], str) and e["at"].endswith("Z") for e in stored.errors)
     assert (await backend.claim("default", 1, 1)).jobs == []
     await invariants(backend, job.id)
+
+
+async def test_a_failure_keeps_its_traceback(backend: Backend) -> None:
+    await enq(backend)
+    c = await claim_one(backend)
+    try:
+        raise ValueError("boom")
+    except ValueError as exc:
+        import traceback
+
+        trace = "".join(traceback.format_exception(exc))
+    out = await backend.fail(c.job, c.token, "ValueError: boom", 0, trace * 50)
+    stored = await backend.get_job(c.job.id)
+    assert stored is not None and out.job.errors == stored.errors
+    (entry,) = stored.errors
+    assert (entry["attempt"], entry["error"]) == (1, "ValueError: boom")
+    assert entry["traceback"].endswith("ValueError: boom\n") and "Traceback" in entry["traceback"]
+    assert len(entry["traceback"]) <= 4000, "bounded, keeping its end"
 
 
 # -- cancel and lookups ------------------------------------------------------------------

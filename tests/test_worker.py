@@ -643,3 +643,18 @@ async def test_an_idle_worker_starts_a_new_job_promptly(pool: Pool) -> None:
         await wait_status(app, job.id, S.DONE)
         latencies.append(started_at[-1] - t0)
     assert statistics.median(latencies) < 0.05, f"enqueue-to-start latencies {latencies}"
+
+
+async def test_a_failed_attempt_records_the_handlers_traceback(pool: Pool) -> None:
+    app = await pool.app()
+
+    @app.task("t")
+    async def exploding_handler(job: Job) -> None:
+        raise KeyError("missing")
+
+    job = await app.enqueue("t", max_retries=0)
+    await pool.start(app)
+    dead = await wait_status(app, job.id, S.DEAD)
+    (entry,) = dead.errors
+    assert entry["error"] == "KeyError: 'missing'"
+    assert "exploding_handler" in entry["traceback"] and entry["traceback"].startswith("Traceback")

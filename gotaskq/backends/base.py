@@ -9,7 +9,7 @@ from typing import Protocol
 from ..job import Job, NewJob, iso_ms
 from ..states import JobStatus
 
-LEASE_EXPIRED = "lease expired: the worker stopped heartbeating"
+LEASE_EXPIRED = "LeaseExpired: the worker stopped heartbeating before the lease ran out"
 
 
 @dataclass(slots=True, frozen=True)
@@ -181,8 +181,11 @@ class Backend(Protocol):
     async def complete(self, queue: str, done: Sequence[Completion]) -> list[bool]:
         """RUNNING -> DONE for each (False where the lease is stale)."""
 
-    async def fail(self, job: Job, token: int, error: str, retry_delay_ms: int) -> FailOutcome:
-        """RUNNING -> SCHEDULED (attempts left) or DEAD; raise StaleLease."""
+    async def fail(
+        self, job: Job, token: int, error: str, retry_delay_ms: int, traceback: str | None = None
+    ) -> FailOutcome:
+        """RUNNING -> SCHEDULED (attempts left) or DEAD, the error (and traceback) added to the
+        job's history; raise StaleLease."""
 
     async def release(self, queue: str, leases: Sequence[tuple[str, int]]) -> list[bool]:
         """RUNNING -> PENDING without counting the attempt (graceful shutdown)."""

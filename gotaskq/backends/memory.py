@@ -450,13 +450,15 @@ class MemoryBackend:
             out.append(True)
         return out
 
-    async def fail(self, job: Job, token: int, error: str, retry_delay_ms: int) -> FailOutcome:
+    async def fail(
+        self, job: Job, token: int, error: str, retry_delay_ms: int, traceback: str | None = None
+    ) -> FailOutcome:
         now = now_ms()
         q = self._queue(job.queue)
         held = self._holder(job.id, token)
         if held is None:
             raise StaleLease(f"lease on job {job.id} is no longer held")
-        self._record_error(held, error, now)
+        self._record_error(held, error, now, traceback)
         q.running.remove(held.id)
         self._after_attempt(q, held, "fail", now, retry_delay_ms)
         self._count(job.queue, now, "failed")
@@ -465,8 +467,8 @@ class MemoryBackend:
         self._wake.set()  # idle workers re-read the next due time
         return FailOutcome(held.status, replace(held))
 
-    def _record_error(self, job: Job, error: str, now: int) -> None:
-        entry = error_entry(job.attempts, error, now)
+    def _record_error(self, job: Job, error: str, now: int, traceback: str | None = None) -> None:
+        entry = error_entry(job.attempts, error, now, traceback)
         job.last_error = entry["error"]
         job.errors = [*job.errors, entry][-MAX_ERROR_HISTORY:]
 
@@ -511,7 +513,7 @@ class MemoryBackend:
             q.running.pop_min()
             job = self._jobs[top[1]]
             job.lease += 1  # the old holder's token is now stale even if it comes back
-            job.last_error = LEASE_EXPIRED  # the history keeps handler errors only, as in Lua
+            self._record_error(job, LEASE_EXPIRED, now)  # in the history too, as in Lua
             self._after_attempt(q, job, "recover_expired", now, None)
             (dead if job.status is S.DEAD else requeued).append(job.id)
         if requeued:

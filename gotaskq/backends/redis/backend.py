@@ -718,9 +718,11 @@ class RedisBackend:
         items = [(c.job_id, c.token, c.result_json) for c in done]
         return await self._chunked("complete", queue, [self._done_ttl_ms], items, acked=True)
 
-    async def fail(self, job: Job, token: int, error: str, retry_delay_ms: int) -> FailOutcome:
+    async def fail(
+        self, job: Job, token: int, error: str, retry_delay_ms: int, traceback: str | None = None
+    ) -> FailOutcome:
         now = now_ms()
-        entry = error_entry(job.attempts, error, now)
+        entry = error_entry(job.attempts, error, now, traceback)
         history = [*job.errors, entry][-MAX_ERROR_HISTORY:]
         args = [job.id, token, entry["error"], orjson.dumps(history), max(0, retry_delay_ms)]
         args += [self._channel(job.queue), job.queue]
@@ -742,7 +744,7 @@ class RedisBackend:
         return await self._chunked("release", queue, [self._aging_ms, self._channel(queue), queue], leases)
 
     async def recover_expired(self, queue: str, limit: int = CHUNK) -> Recovered:
-        args = [min(limit, CHUNK), self._aging_ms, LEASE_EXPIRED, self._channel(queue), queue]
+        args = [min(limit, CHUNK), self._aging_ms, LEASE_EXPIRED, self._channel(queue), queue, MAX_ERROR_HISTORY]
         res = await self._run("recover_expired", queue, args, worker=True)
         return Recovered([x.decode() for x in res[0]], [x.decode() for x in res[1]])
 

@@ -6,7 +6,7 @@ import math
 
 import orjson
 
-from ...job import Job, NewJob
+from ...job import Job, NewJob, decode_errors
 from ...states import JobStatus
 
 S = JobStatus
@@ -50,7 +50,7 @@ def claimed_job(queue: str, row: list[bytes], now: int) -> Job:
         run_at=None if run is None else int(run),
         idempotency_key=opt_text(idem),
         last_error=opt_text(err),
-        errors=orjson.loads(errs) if errs else [],
+        errors=decode_errors(errs),
         created_at=int(ca),
         updated_at=now,
         started_at=now,
@@ -79,7 +79,7 @@ def decode_job(job_id: str, queue: str, f: dict[bytes, bytes]) -> Job:
         run_at=None if g("run") is None else num(g("run")),
         idempotency_key=opt_text(g("idem")),
         last_error=opt_text(g("err")),
-        errors=orjson.loads(errs) if errs else [],
+        errors=decode_errors(errs),
         result=orjson.loads(res) if res else None,
         created_at=num(g("ca")),
         updated_at=num(g("ua") or g("ca")),
