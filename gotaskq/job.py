@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import math
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -97,6 +98,24 @@ class JobDict(TypedDict):
     updated_at: str | None
     started_at: str | None
     finished_at: str | None
+    progress: dict[str, Any] | None
+
+
+ProgressReporter = Callable[[float, "str | None"], Coroutine[Any, Any, None]]
+MAX_PROGRESS_MESSAGE = 500
+
+
+def progress_entry(percent: object, message: object, at_ms: int) -> dict[str, Any]:
+    """A validated progress report: percent 0..100, an optional message (bounded)."""
+    if isinstance(percent, bool) or not isinstance(percent, int | float) or not 0 <= percent <= 100:
+        raise InvalidInput("progress percent must be a number from 0 to 100", {"percent": "must be 0..100"})
+    if message is not None and not isinstance(message, str):
+        raise InvalidInput("progress message must be text", {"message": "must be a string or None"})
+    return {
+        "percent": percent,
+        "message": None if message is None else message[:MAX_PROGRESS_MESSAGE],
+        "at": iso_ms(at_ms),
+    }
 
 
 @dataclass(slots=True)
@@ -122,6 +141,23 @@ class Job:
     started_at: int | None = None
     finished_at: int | None = None
     lease: int = 0
+    # {"percent", "message", "at"}: the last progress the handler reported (JSON "progress")
+    progress_info: dict[str, Any] | None = None
+    # Set by the worker for the handler it runs: where progress reports go, and its event loop.
+    reporter: ProgressReporter | None = field(default=None, repr=False, compare=False)
+    reporter_loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False, compare=False)
+
+    async def progress(self, percent: float, message: str | None = None) -> None:
+        """Report progress from a running async handler: ``await job.progress(40, "step 2 of 5")``."""
+        if self.reporter is None:
+            raise RuntimeError("progress can be reported only by a handler the worker is running")
+        await self.reporter(percent, message)
+
+    def progress_sync(self, percent: float, message: str | None = None) -> None:
+        """Report progress from a sync handler (it runs in one of the worker's threads)."""
+        if self.reporter is None or self.reporter_loop is None:
+            raise RuntimeError("progress can be reported only by a handler the worker is running")
+        asyncio.run_coroutine_threadsafe(self.reporter(percent, message), self.reporter_loop).result(timeout=30)
 
     def to_dict(self) -> JobDict:
         return {
@@ -143,6 +179,7 @@ class Job:
             "updated_at": iso_ms(self.updated_at),
             "started_at": iso_ms(self.started_at),
             "finished_at": iso_ms(self.finished_at),
+            "progress": self.progress_info,
         }
 
 

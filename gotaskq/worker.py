@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -17,7 +18,7 @@ from .backends.base import Claimed, Completion, FailOutcome
 from .backoff import retry_delay
 from .batching import Batcher
 from .errors import BackendUnavailable, GotaskqError, QueueNotFound, StaleLease
-from .job import Job, bounded_result, now_ms
+from .job import Job, bounded_result, now_ms, progress_entry
 from .states import JobStatus
 
 if TYPE_CHECKING:
@@ -342,6 +343,8 @@ class Worker:
         result: Any = None
         thread: asyncio.Future[Any] | None = None
         deadline = _Deadline(task, job.timeout)
+        job.reporter = functools.partial(self._report_progress, claimed)
+        job.reporter_loop = asyncio.get_running_loop()
         try:
             self._child("wait", q).observe(max(0.0, (now_ms() - (job.run_at or job.created_at)) / 1000))
             reg = self.app.registry.get(job.type)
@@ -374,6 +377,14 @@ class Worker:
         if error is None:
             return await self._complete(claimed, result)
         return await self._fail(claimed, error, trace)
+
+    async def _report_progress(self, claimed: Claimed, percent: float, message: str | None) -> None:
+        job = claimed.job
+        entry = progress_entry(percent, message, now_ms())
+        if await self.backend.report_progress(job.queue, job.id, claimed.token, entry):
+            job.progress_info = entry
+        else:
+            log.warning("progress dropped: the lease is no longer held", extra=_extra(job))
 
     def _free_slot(self, thread: object = None) -> None:
         if isinstance(thread, asyncio.Future) and not thread.cancelled():

@@ -658,3 +658,36 @@ async def test_a_failed_attempt_records_the_handlers_traceback(pool: Pool) -> No
     (entry,) = dead.errors
     assert entry["error"] == "KeyError: 'missing'"
     assert "exploding_handler" in entry["traceback"] and entry["traceback"].startswith("Traceback")
+
+
+async def test_handlers_report_progress_while_running_and_after(pool: Pool) -> None:
+    app = await pool.app()
+    halfway = asyncio.Event()
+    go_on = asyncio.Event()
+
+    @app.task("async")
+    async def async_handler(job: Job) -> None:
+        await job.progress(50, "half")
+        halfway.set()
+        await go_on.wait()
+        await job.progress(100)
+
+    @app.task("sync")
+    def sync_handler(job: Job) -> None:
+        job.progress_sync(25.5, "a quarter")
+
+    job = await app.enqueue("async")
+    await pool.start(app)
+    await asyncio.wait_for(halfway.wait(), 5)
+    running = await app.get_job(job.id)
+    assert running is not None and running.status is S.RUNNING
+    assert running.progress_info is not None
+    assert (running.progress_info["percent"], running.progress_info["message"]) == (50, "half")
+    go_on.set()
+    done = await wait_status(app, job.id, S.DONE)
+    assert done.to_dict()["progress"] is not None and done.to_dict()["progress"]["percent"] == 100
+    other = await app.enqueue("sync")
+    finished = await wait_status(app, other.id, S.DONE)
+    assert finished.progress_info is not None and finished.progress_info["message"] == "a quarter"
+    with pytest.raises(RuntimeError):
+        await finished.progress(10)  # not from a running handler

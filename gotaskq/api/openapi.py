@@ -380,7 +380,27 @@ def _schemas() -> dict[str, Schema]:
                 "run_at": nullable_time,
                 "idempotency_key": {"type": ["string", "null"]},
                 "last_error": {"type": ["string", "null"]},
-                "errors": {"type": "array", "items": {"type": "object"}},
+                "errors": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "attempt": {"type": "integer"},
+                            "error": {"type": "string", "description": "Type: message"},
+                            "traceback": {"type": ["string", "null"], "description": "Its last 4 KB"},
+                            "at": {"type": "string", "format": "date-time"},
+                        },
+                    },
+                },
+                "progress": {
+                    "type": ["object", "null"],
+                    "properties": {
+                        "percent": {"type": "number", "minimum": 0, "maximum": 100},
+                        "message": {"type": ["string", "null"]},
+                        "at": {"type": "string", "format": "date-time"},
+                    },
+                    "description": "What the handler last reported (job.progress / job.progress_sync)",
+                },
                 "result": {},
                 "created_at": nullable_time,
                 "updated_at": nullable_time,

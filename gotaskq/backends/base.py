@@ -187,6 +187,9 @@ class Backend(Protocol):
         """RUNNING -> SCHEDULED (attempts left) or DEAD, the error (and traceback) added to the
         job's history; raise StaleLease."""
 
+    async def report_progress(self, queue: str, job_id: str, token: int, progress: dict[str, object]) -> bool:
+        """Store a running job's progress; False (dropped) when the lease is no longer held."""
+
     async def release(self, queue: str, leases: Sequence[tuple[str, int]]) -> list[bool]:
         """RUNNING -> PENDING without counting the attempt (graceful shutdown)."""
 

@@ -486,6 +486,13 @@ class MemoryBackend:
             self._move(job, S.PENDING, by, now)
             q.ready.add(job.id, self._ready_score(job))
 
+    async def report_progress(self, queue: str, job_id: str, token: int, progress: dict[str, object]) -> bool:
+        job = self._holder(job_id, token)
+        if job is None:
+            return False
+        job.progress_info = dict(progress)
+        return True
+
     async def release(self, queue: str, leases: Sequence[tuple[str, int]]) -> list[bool]:
         now = now_ms()
         q = self._queue(queue)

@@ -740,6 +740,9 @@ class RedisBackend:
             after.run_at = int(res[2])
         return FailOutcome(status, after)
 
+    async def report_progress(self, queue: str, job_id: str, token: int, progress: dict[str, object]) -> bool:
+        return bool(await self._run("progress", queue, [job_id, token, orjson.dumps(progress)], worker=True))
+
     async def release(self, queue: str, leases: Sequence[tuple[str, int]]) -> list[bool]:
         return await self._chunked("release", queue, [self._aging_ms, self._channel(queue), queue], leases)
 

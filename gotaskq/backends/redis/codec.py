@@ -66,6 +66,7 @@ def decode_job(job_id: str, queue: str, f: dict[bytes, bytes]) -> Job:
 
     errs = g("errs")
     res = g("res")
+    prog = g("prog")
     return Job(
         id=job_id,
         queue=queue,
@@ -86,4 +87,5 @@ def decode_job(job_id: str, queue: str, f: dict[bytes, bytes]) -> Job:
         started_at=None if g("sa") is None else num(g("sa")),
         finished_at=None if g("fa") is None else num(g("fa")),
         lease=num(g("lease")),
+        progress_info=orjson.loads(prog) if prog else None,
     )

@@ -30,6 +30,7 @@ KEY_SUFFIXES: dict[str, tuple[str, ...]] = {
     "withdraw": ("ready", "delayed"),
     "purge": ("ready", "delayed"),
     "drop_queue": ("meta", "running"),
+    "progress": (),
 }
 NAMES = (*KEY_SUFFIXES, "renew_node")  # renew_node: one key of its own (gtq:node:<n>)
 
@@ -61,6 +62,7 @@ class Scripts:
     withdraw: AsyncScript
     purge: AsyncScript
     drop_queue: AsyncScript
+    progress: AsyncScript
     renew_node: AsyncScript
 
     def __init__(self, client: Any) -> None:
