@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import importlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from .backends.base import Backend, Enqueued, MinuteStats, Page, QueueInfo, QueueSettings
 from .config import Settings
-from .errors import BackendUnavailable, QueueNotFound
+from .errors import BackendUnavailable, InvalidInput, QueueNotFound
 from .handlers import Handler, HandlerRegistry
 from .job import Job, JSONValue, NewJob, job_from_fields, validate_job_id, validate_queue_name
 from .metrics import Metrics
 from .states import JobStatus
+
+TYPES_CACHE_S = 1.0  # STRICT_TYPES reads the worker registry at most this often
 
 log = logging.getLogger("gotaskq")
 DEFAULT_QUEUE = "default"
@@ -51,6 +54,8 @@ class App:
         self.registry = HandlerRegistry()
         self.metrics = Metrics()
         self._started = False
+        self._live_types: set[str] = set()
+        self._types_at = float("-inf")
         if builtins:
             from .builtin_handlers import register_builtins
 
@@ -128,8 +133,24 @@ class App:
         """Enqueue one job and return it once persisted. Options as in ``new_job``."""
         return (await self.submit(self.new_job(type, payload, **options))).job
 
+    async def _check_types(self, specs: Sequence[NewJob]) -> None:
+        """STRICT_TYPES: refuse a job type no live worker process has a handler for."""
+        now = time.monotonic()
+        if now - self._types_at > TYPES_CACHE_S:
+            live = await self.backend.list_workers()
+            self._live_types = {t for w in live for t in w.get("types", ())}  # type: ignore[attr-defined]
+            self._types_at = now
+        unknown = sorted({s.type for s in specs} - self._live_types)
+        if unknown:
+            raise InvalidInput(
+                f"no live worker handles job type {unknown[0]!r} (STRICT_TYPES)",
+                {"type": "no live worker process handles this type"},
+            )
+
     async def submit(self, spec: NewJob) -> Enqueued:
         """Enqueue a built job; ``created`` is False when an idempotency key matched."""
+        if self.settings.strict_types:
+            await self._check_types([spec])
         await self._ensure_queue(spec.queue)
         try:
             out = await self.backend.enqueue(spec)
@@ -144,6 +165,8 @@ class App:
 
     async def submit_many(self, specs: Sequence[NewJob]) -> list[Enqueued]:
         """Enqueue many jobs in as few round trips as the backend allows."""
+        if self.settings.strict_types:
+            await self._check_types(specs)
         names = sorted({s.queue for s in specs})
         for name in names:
             await self._ensure_queue(name)

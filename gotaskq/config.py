@@ -54,6 +54,7 @@ class Settings:
     priority_aging: float = 60.0
     recovery_interval: float = 1.0
     auto_create_queues: bool = False
+    strict_types: bool = False  # POST /jobs refuses a type no live worker process handles
     api_token: str | None = field(default=None, repr=False)
     admin_token: str | None = field(default=None, repr=False)
     admin_readonly: bool = False
@@ -120,6 +121,7 @@ class Settings:
             priority_aging=r.duration("PRIORITY_AGING", 60.0),
             recovery_interval=r.duration("RECOVERY_INTERVAL", 1.0, minimum=0.01),
             auto_create_queues=bool(r.boolean("AUTO_CREATE_QUEUES", False)),
+            strict_types=bool(r.boolean("STRICT_TYPES", False)),
             api_token=e.get("API_TOKEN") or None,
             admin_token=e.get("ADMIN_TOKEN") or None,
             admin_readonly=bool(r.boolean("ADMIN_READONLY", False)),

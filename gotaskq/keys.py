@@ -5,6 +5,7 @@ so each Lua script touches a single Cluster slot.
 |------------------------------|--------|----------------------------------------------|-----|
 | gtq:queues                   | set    | create_queue (Python, before the meta hash)   | none |
 | gtq:active                   | set    | queues that may have work (see lookup.py)     | none |
+| gtq:workers                  | hash   | worker id -> its JSON record (expires_ms inside) | none; stale fields pruned |
 | gtq:node:<n>                 | string | a process's lease on Snowflake node id n      | 60 s, renewed |
 | gtq:ix:<node>:<hour>         | zset   | runs of ids -> queue, one per enqueue call (lookup.py) | none; pruned |
 | gtq:ix:hours                 | set    | the "<node>:<hour>" buckets that have an index | none |
@@ -37,6 +38,7 @@ from __future__ import annotations
 PREFIX = "gtq"
 QUEUES = f"{PREFIX}:queues"
 ACTIVE = f"{PREFIX}:active"
+WORKERS = f"{PREFIX}:workers"
 INDEX_HOURS = f"{PREFIX}:ix:hours"
 WAKE_CHANNEL = f"{PREFIX}:wake"
 HOUR_MS = 3_600_000
@@ -51,7 +53,7 @@ def wake_channel(queue: str, cluster: bool) -> str:
 def is_global(key: bytes | str) -> bool:
     """True for the keys that belong to no queue (and carry no hash tag)."""
     k = key.decode() if isinstance(key, bytes) else key
-    return k in (QUEUES, ACTIVE) or k.startswith((f"{PREFIX}:node:", f"{PREFIX}:ix:"))
+    return k in (QUEUES, ACTIVE, WORKERS) or k.startswith((f"{PREFIX}:node:", f"{PREFIX}:ix:"))
 
 
 def node_key(node: int) -> str:

@@ -37,6 +37,7 @@ class Metrics:
             "gotaskq_stale_completions_total", "Writes refused because the lease was stale", registry=r
         )
         self.up = Gauge("gotaskq_backend_up", "1 when the backend answered the last scrape", registry=r)
+        self.workers = Gauge("gotaskq_workers", "Live worker processes (from the backend-wide registry)", registry=r)
         self.limited = Counter(
             "gotaskq_queue_limited_total",
             "Claims that left ready jobs waiting because of a queue limit",
@@ -63,6 +64,7 @@ class Metrics:
             for info in await backend.queue_infos(await backend.list_queues()):
                 self.queue_created(info.name)
                 self.set_depth(info)
+            self.workers.set(len(await backend.list_workers()))
             self.up.set(1)
         except GotaskqError:
             self.up.set(0)

@@ -7,6 +7,9 @@ import contextlib
 import functools
 import logging
 import math
+import os
+import secrets
+import socket
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
@@ -18,7 +21,7 @@ from .backends.base import Claimed, Completion, FailOutcome
 from .backoff import retry_delay
 from .batching import Batcher
 from .errors import BackendUnavailable, GotaskqError, QueueNotFound, StaleLease
-from .job import Job, bounded_result, now_ms, progress_entry
+from .job import Job, bounded_result, iso_ms, now_ms, progress_entry
 from .states import JobStatus
 
 if TYPE_CHECKING:
@@ -103,6 +106,8 @@ class Worker:
         self._executor = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="gotaskq-job")
         self._completers: dict[str, Batcher[Completion, bool]] = {}
         self._deferred: set[asyncio.Task[None]] = set()  # outcomes being retried in the background
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self._started_ms = now_ms()
         self._children: dict[str, Any] = {}
 
     @property
@@ -115,7 +120,11 @@ class Worker:
         try:
             await self.app.start()
             runners = [asyncio.create_task(self._runner()) for _ in range(self.concurrency)]
-            claiming = [asyncio.create_task(self._fetch_loop()), asyncio.create_task(self._recovery_loop())]
+            claiming = [
+                asyncio.create_task(self._fetch_loop()),
+                asyncio.create_task(self._recovery_loop()),
+                asyncio.create_task(self._registry_loop()),
+            ]
             heartbeat = asyncio.create_task(self._heartbeat_loop())
             try:
                 await self._stopping.wait()
@@ -146,6 +155,37 @@ class Worker:
         await _cancel([heartbeat])
         await self._release_abandoned()
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- the worker registry (GET /workers) --------------------------------------------------
+    def _record(self) -> dict[str, object]:
+        now = now_ms()
+        return {
+            "id": self.id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "queues": list(self.settings.worker_queues) or ["*"],
+            "concurrency": self.concurrency,
+            "busy": self._busy,
+            "types": self.app.registry.types(),
+            "started_at": iso_ms(self._started_ms),
+            "last_seen_at": iso_ms(now),
+            "jobs": sorted({jid for jid, _ in self._inflight}),
+        }
+
+    async def _registry_loop(self) -> None:
+        """Refresh this process's record every lease/3; it expires 3 leases after the last one."""
+        ttl_ms = 3 * self.lease_ms
+        interval = max(0.02, self.settings.visibility_timeout / 3)
+        try:
+            while not self._stopping.is_set():
+                try:
+                    await self.backend.register_worker(self._record(), ttl_ms)
+                except Exception as exc:  # the registry is for people: it never stops the work
+                    log.debug("could not refresh the worker registry: %s", exc)
+                await self._sleep_unless_stopping(interval)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.backend.unregister_worker(self.id), 2.0)
 
     async def _wait_idle(self) -> None:
         while self._inflight:

@@ -219,6 +219,14 @@ def _paths() -> dict[str, Schema]:
                 parameters=[QUEUE_NAME],
             )
         },
+        "/workers": {
+            "get": _op(
+                "Live worker processes: queues served, concurrency, busy slots, job types, jobs running now",
+                "queues",
+                {200: _json(_ref("WorkerList"), "Every live worker process")},
+                ADMIN_READ_ERRORS,
+            )
+        },
         "/dlq": {
             "get": _op(
                 "List dead jobs, newest first",
@@ -433,6 +441,31 @@ def _schemas() -> dict[str, Schema]:
             },
         },
         "QueueSettings": queue_input.schema(),
+        "WorkerList": {
+            "type": "object",
+            "required": ["workers"],
+            "properties": {
+                "workers": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["id", "host", "pid", "queues", "concurrency", "busy", "types", "jobs"],
+                        "properties": {
+                            "id": {"type": "string"},
+                            "host": {"type": "string"},
+                            "pid": {"type": "integer"},
+                            "queues": {"type": "array", "items": {"type": "string"}, "description": '["*"]: all'},
+                            "concurrency": {"type": "integer"},
+                            "busy": {"type": "integer"},
+                            "types": {"type": "array", "items": {"type": "string"}},
+                            "started_at": {"type": "string", "format": "date-time"},
+                            "last_seen_at": {"type": "string", "format": "date-time"},
+                            "jobs": {"type": "array", "items": {"type": "string"}},
+                        },
+                    },
+                }
+            },
+        },
         "QueueList": {
             "type": "object",
             "required": ["queues"],

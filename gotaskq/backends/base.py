@@ -211,6 +211,14 @@ class Backend(Protocol):
     async def wait_for_work(self, timeout: float) -> None:
         """Sleep until an enqueue may have made work available, or ``timeout`` seconds."""
 
+    # worker registry
+    async def register_worker(self, info: dict[str, object], ttl_ms: int) -> None:
+        """Record (or refresh) a worker process; it drops out ``ttl_ms`` after its last refresh."""
+
+    async def unregister_worker(self, worker_id: str) -> None: ...
+    async def list_workers(self) -> list[dict[str, object]]:
+        """Live worker processes, oldest first."""
+
     # dead-letter queue
     async def list_dead(self, queue: str | None, limit: int, cursor: str | None) -> Page: ...
     async def replay(self, job_id: str) -> Job:

@@ -108,6 +108,7 @@ class MemoryBackend:
         self._ids = Snowflake(node=0)
         self._wake = asyncio.Event()
         self._stats: dict[tuple[str, int], dict[str, int]] = {}  # (queue, epoch minute) -> counts
+        self._workers: dict[str, tuple[dict[str, object], int]] = {}  # id -> (info, expires ms)
 
     async def connect(self) -> None:
         return None
@@ -545,6 +546,19 @@ class MemoryBackend:
         except TimeoutError:
             return
         self._wake.clear()
+
+    # -- worker registry -----------------------------------------------------------------
+    async def register_worker(self, info: dict[str, object], ttl_ms: int) -> None:
+        self._workers[str(info["id"])] = (dict(info), now_ms() + ttl_ms)
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        self._workers.pop(worker_id, None)
+
+    async def list_workers(self) -> list[dict[str, object]]:
+        now = now_ms()
+        for wid in [w for w, (_, exp) in self._workers.items() if exp <= now]:
+            del self._workers[wid]
+        return sorted((dict(i) for i, _ in self._workers.values()), key=lambda i: str(i.get("started_at")))
 
     # -- dead-letter queue ---------------------------------------------------------------
     async def list_dead(self, queue: str | None, limit: int, cursor: str | None) -> Page:

@@ -756,6 +756,35 @@ class RedisBackend:
             raise BackendUnavailable("backend is not connected")
         await self._wake.wait(timeout)
 
+    # -- worker registry -------------------------------------------------------------------
+    async def register_worker(self, info: dict[str, object], ttl_ms: int) -> None:
+        record = orjson.dumps({**info, "expires_ms": now_ms() + ttl_ms})
+        async with guard():
+            await self._wclient.hset(keys.WORKERS, str(info["id"]), record)
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        async with guard():
+            await self._wclient.hdel(keys.WORKERS, worker_id)
+
+    async def list_workers(self) -> list[dict[str, object]]:
+        """One hash of every process's record; a record past its expiry is a dead process (removed)."""
+        async with guard():
+            raw: dict[bytes, bytes] = await self.client.hgetall(keys.WORKERS)
+        now = now_ms()
+        live: list[dict[str, object]] = []
+        gone: list[bytes] = []
+        for wid, record in raw.items():
+            info = orjson.loads(record)
+            if info.pop("expires_ms", 0) > now:
+                live.append(info)
+            else:
+                gone.append(wid)
+        if gone:
+            with contextlib.suppress(BackendUnavailable):
+                async with guard():
+                    await self.client.hdel(keys.WORKERS, *gone)
+        return sorted(live, key=lambda i: str(i.get("started_at")))
+
     # -- dead-letter queue -----------------------------------------------------------------
     async def list_dead(self, queue: str | None, limit: int, cursor: str | None) -> Page:
         if queue is None:
