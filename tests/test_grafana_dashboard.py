@@ -87,3 +87,13 @@ def test_every_queried_metric_is_exported() -> None:
         else:
             # a bare histogram name matches no series in Prometheus
             assert families[base] != "histogram", f"{name} needs _bucket, _sum or _count"
+
+
+def test_backend_wide_gauges_are_not_summed_across_processes() -> None:
+    """Every process exports the same queue depths: a panel that sums them counts each once per
+    process scraped, so it must take max by (queue, state) first."""
+    text = DASHBOARD.read_text()
+    for expr in re.findall(r'"expr": "([^"\\]*(?:\\.[^"\\]*)*)"', text):
+        for metric in ("gotaskq_queue_depth", "gotaskq_workers"):
+            if metric in expr:
+                assert f"max by (queue, state) ({metric}" in expr or f"max({metric}" in expr, expr
