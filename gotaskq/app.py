@@ -10,10 +10,11 @@ from typing import Any
 
 from .backends.base import Backend, Enqueued, MinuteStats, Page, QueueInfo, QueueSettings
 from .config import Settings
-from .errors import BackendUnavailable, InvalidInput, QueueNotFound
+from .errors import BackendUnavailable, InvalidInput, QueueNotFound, ScheduleNotFound
 from .handlers import Handler, HandlerRegistry
 from .job import Job, JSONValue, NewJob, job_from_fields, validate_job_id, validate_queue_name
 from .metrics import Metrics
+from .schedules import Schedule, schedule_from_json
 from .states import JobStatus
 
 TYPES_CACHE_S = 1.0  # STRICT_TYPES reads the worker registry at most this often
@@ -218,6 +219,26 @@ class App:
     async def delete_queue(self, name: str) -> None:
         """Remove the queue and all its jobs (QueueBusy while one runs); ``default`` comes back empty."""
         await self.backend.delete_queue(validate_queue_name(name))
+
+    # -- schedules -------------------------------------------------------------------------
+    async def put_schedule(self, name: str, body: object) -> tuple[Schedule, bool]:
+        """Create or replace a schedule from a PUT /schedules/{name} body; (schedule, created)."""
+        s = self.settings
+        created = await self.backend.put_schedule(schedule_from_json(name, body, s.max_retries, s.job_timeout))
+        return await self.get_schedule(name), created
+
+    async def get_schedule(self, name: str) -> Schedule:
+        found = await self.backend.get_schedule(name)
+        if found is None:
+            raise ScheduleNotFound(f"schedule {name!r} does not exist")
+        return found
+
+    async def list_schedules(self) -> list[Schedule]:
+        return await self.backend.list_schedules()
+
+    async def delete_schedule(self, name: str) -> None:
+        if not await self.backend.delete_schedule(name):
+            raise ScheduleNotFound(f"schedule {name!r} does not exist")
 
     async def pause(self, name: str) -> QueueInfo:
         return await self.backend.set_paused(validate_queue_name(name), True)

@@ -27,6 +27,10 @@ class JobNotFound(GotaskqError):
     code = "job_not_found"
 
 
+class ScheduleNotFound(GotaskqError):
+    code = "schedule_not_found"
+
+
 class InvalidTransition(GotaskqError):
     """The job exists but is not in a state that allows the requested move."""
 

@@ -6,6 +6,8 @@ so each Lua script touches a single Cluster slot.
 | gtq:queues                   | set    | create_queue (Python, before the meta hash)   | none |
 | gtq:active                   | set    | queues that may have work (see lookup.py)     | none |
 | gtq:workers                  | hash   | worker id -> its JSON record (expires_ms inside) | none; stale fields pruned |
+| gtq:schedules                | set    | schedule names                                | none |
+| gtq:sched:<name>             | hash   | def (JSON), next, last (ms), job (last job id): advance_schedule | none |
 | gtq:node:<n>                 | string | a process's lease on Snowflake node id n      | 60 s, renewed |
 | gtq:ix:<node>:<hour>         | zset   | runs of ids -> queue, one per enqueue call (lookup.py) | none; pruned |
 | gtq:ix:hours                 | set    | the "<node>:<hour>" buckets that have an index | none |
@@ -39,6 +41,7 @@ PREFIX = "gtq"
 QUEUES = f"{PREFIX}:queues"
 ACTIVE = f"{PREFIX}:active"
 WORKERS = f"{PREFIX}:workers"
+SCHEDULES = f"{PREFIX}:schedules"
 INDEX_HOURS = f"{PREFIX}:ix:hours"
 WAKE_CHANNEL = f"{PREFIX}:wake"
 HOUR_MS = 3_600_000
@@ -53,7 +56,13 @@ def wake_channel(queue: str, cluster: bool) -> str:
 def is_global(key: bytes | str) -> bool:
     """True for the keys that belong to no queue (and carry no hash tag)."""
     k = key.decode() if isinstance(key, bytes) else key
-    return k in (QUEUES, ACTIVE, WORKERS) or k.startswith((f"{PREFIX}:node:", f"{PREFIX}:ix:"))
+    return k in (QUEUES, ACTIVE, WORKERS, SCHEDULES) or k.startswith(
+        (f"{PREFIX}:node:", f"{PREFIX}:ix:", f"{PREFIX}:sched:")
+    )
+
+
+def schedule_key(name: str) -> str:
+    return f"{PREFIX}:sched:{name}"
 
 
 def node_key(node: int) -> str:

@@ -38,6 +38,9 @@ class Metrics:
         )
         self.up = Gauge("gotaskq_backend_up", "1 when the backend answered the last scrape", registry=r)
         self.workers = Gauge("gotaskq_workers", "Live worker processes (from the backend-wide registry)", registry=r)
+        self.schedule_runs = Counter(
+            "gotaskq_schedule_runs_total", "Schedule ticks that enqueued their job", ["schedule"], registry=r
+        )
         self.limited = Counter(
             "gotaskq_queue_limited_total",
             "Claims that left ready jobs waiting because of a queue limit",

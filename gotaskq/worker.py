@@ -22,6 +22,7 @@ from .backoff import retry_delay
 from .batching import Batcher
 from .errors import BackendUnavailable, GotaskqError, QueueNotFound, StaleLease
 from .job import Job, bounded_result, iso_ms, now_ms, progress_entry
+from .scheduler import Scheduler
 from .states import JobStatus
 
 if TYPE_CHECKING:
@@ -124,6 +125,7 @@ class Worker:
                 asyncio.create_task(self._fetch_loop()),
                 asyncio.create_task(self._recovery_loop()),
                 asyncio.create_task(self._registry_loop()),
+                asyncio.create_task(Scheduler(self.app).run(self._stopping)),
             ]
             heartbeat = asyncio.create_task(self._heartbeat_loop())
             try:

@@ -14,6 +14,9 @@ Two things the generator is told, both declared in the document:
   ``maximum`` of the epoch-seconds form, computed when it is served; the test freezes the
   clock of the validator so that the document and the server agree to the millisecond
   (otherwise a number a few ms past the served maximum is "invalid" yet accepted).
+* A schedule's ``cron`` and ``timezone`` have formats of their own (``cron``,
+  ``iana-time-zone``), which JSON Schema cannot spell out: the strategies below draw valid ones
+  (cron expressions from every field form, zones from the system's zoneinfo).
 * JSON Schema has no bound for a date-time string. The document's pattern for the RFC 3339
   form only lists local dates from 1971 to two days before the horizon (in range whatever
   the offset); schemathesis draws from it, except for ``format: date-time`` strings, which
@@ -26,6 +29,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from unittest import mock
+from zoneinfo import available_timezones
 
 import pytest
 import schemathesis
@@ -62,6 +66,19 @@ def run_at_text(draw: st.DrawFn) -> str:
     return draw(st.sampled_from([text, text.lower()]))
 
 
+@st.composite
+def cron_text(draw: st.DrawFn) -> str:
+    """A cron expression of 5 fields, each *, */step, a number, a range or a list (all valid)."""
+    fields = []
+    for lo, hi in ((0, 59), (0, 23), (1, 28), (1, 12), (0, 7)):
+        a = draw(st.integers(lo, hi))
+        b = draw(st.integers(a, hi))
+        fields.append(
+            draw(st.sampled_from(["*", f"*/{draw(st.integers(1, hi - lo + 1))}", str(a), f"{a}-{b}", f"{a},{b}"]))
+        )
+    return " ".join(fields)
+
+
 def _app() -> Starlette:
     settings_ = Settings()
     return create_app(App(settings_, MemoryBackend(settings_), builtins=False))
@@ -70,6 +87,10 @@ def _app() -> Starlette:
 def _frozen_clock() -> int:
     return FROZEN_MS
 
+
+# Formats of the document's own (registered before the schema is read: strategies are built then).
+schemathesis.openapi.format("cron", cron_text())
+schemathesis.openapi.format("iana-time-zone", st.sampled_from(sorted(available_timezones())))
 
 # The document is read once, here (schemathesis.pytest.from_fixture, which would read it in a
 # fixture, does not run on pytest 9: it sets Function._nodeid); the clock is frozen for that.

@@ -14,7 +14,7 @@ from starlette.routing import BaseRoute
 from starlette.types import Receive, Scope, Send
 
 from ..app import App
-from . import dlq, jobs, ops, queues, workers
+from . import dlq, jobs, ops, queues, schedules, workers
 from .admin import admin_routes
 from .errors import EXCEPTION_HANDLERS, CatchAll
 
@@ -22,7 +22,15 @@ log = logging.getLogger("gotaskq.api")
 
 
 def all_routes() -> list[BaseRoute]:
-    return [*jobs.routes, *queues.routes, *workers.routes, *dlq.routes, *ops.routes, *admin_routes()]
+    return [
+        *jobs.routes,
+        *queues.routes,
+        *schedules.routes,
+        *workers.routes,
+        *dlq.routes,
+        *ops.routes,
+        *admin_routes(),
+    ]
 
 
 class Api(Starlette):

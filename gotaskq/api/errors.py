@@ -22,6 +22,7 @@ from ..errors import (
     QueueBusy,
     QueueFull,
     QueueNotFound,
+    ScheduleNotFound,
 )
 from .responses import error_response
 
@@ -60,6 +61,7 @@ STATUS: dict[type[GotaskqError], tuple[int, str]] = {
     IdempotencyConflict: (409, "idempotency_conflict"),
     QueueFull: (429, "queue_full"),
     QueueBusy: (409, "queue_busy"),
+    ScheduleNotFound: (404, "schedule_not_found"),
     BackendUnavailable: (503, "backend_unavailable"),
 }
 HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from re import Pattern
 from typing import Any
 
+from .. import schedules
 from ..job import JOB_ID_RE, JOB_REQUEST_FIELDS, QUEUE_NAME_RE, JobField, run_at_horizon
 from . import queue_input
 from .admin import DEFAULT_STATS_MINUTES, LISTABLE, MAX_STATS_MINUTES
@@ -23,7 +24,7 @@ ERROR_TEXT = {
     400: "Malformed JSON (invalid_json)",
     401: "Missing or wrong bearer token (unauthorized)",
     403: "The admin API is read-only (read_only)",
-    404: "Not found (not_found, job_not_found, queue_not_found)",
+    404: "Not found (not_found, job_not_found, queue_not_found, schedule_not_found)",
     405: "Method not allowed on this path (method_not_allowed); Allow lists the methods",
     409: (
         "Wrong job state, idempotency key reused, or a queue with running jobs "
@@ -95,6 +96,7 @@ def _pattern(regex: Pattern[str]) -> str:
 
 JOB_ID = _param("id", "path", {"type": "string", "pattern": _pattern(JOB_ID_RE)}, "Job id")
 QUEUE_NAME = _param("name", "path", _ref("QueueName"), "Queue name")
+SCHEDULE_NAME = _param("name", "path", _ref("QueueName"), "Schedule name (named like a queue)")
 QUEUE_QUERY = _param("queue", "query", _ref("QueueName"), "Only this queue; absent: every queue")
 QUEUE_REQUIRED = _param("queue", "query", _ref("QueueName"), "The queue", required=True)
 LIMIT = _param(
@@ -218,6 +220,41 @@ def _paths() -> dict[str, Schema]:
                 (*ADMIN_WRITE_ERRORS, 404, 422),
                 parameters=[QUEUE_NAME],
             )
+        },
+        "/schedules": {
+            "get": _op(
+                "Every schedule, with its next and last run",
+                "queues",
+                {200: _json(_ref("ScheduleList"), "Every schedule")},
+                ADMIN_READ_ERRORS,
+            )
+        },
+        "/schedules/{name}": {
+            "get": _op(
+                "One schedule",
+                "queues",
+                {200: _json(_ref("Schedule"), "The schedule")},
+                (*ADMIN_READ_ERRORS, 404, 422),
+                parameters=[SCHEDULE_NAME],
+            ),
+            "put": _op(
+                "Create or replace a schedule (cron or every; its job as POST /jobs takes it)",
+                "queues",
+                {
+                    201: _json(_ref("Schedule"), "Created"),
+                    200: _json(_ref("Schedule"), "Replaced (its run history kept)"),
+                },
+                (*ADMIN_WRITE_ERRORS, 400, 413, 422),
+                body="ScheduleRequest",
+                parameters=[SCHEDULE_NAME],
+            ),
+            "delete": _op(
+                "Delete a schedule",
+                "queues",
+                {204: {"description": "Deleted"}},
+                (*ADMIN_WRITE_ERRORS, 404, 422),
+                parameters=[SCHEDULE_NAME],
+            ),
         },
         "/workers": {
             "get": _op(
@@ -441,6 +478,33 @@ def _schemas() -> dict[str, Schema]:
             },
         },
         "QueueSettings": queue_input.schema(),
+        "ScheduleRequest": schedules.request_schema(),
+        "Schedule": {
+            "type": "object",
+            "required": [
+                "name",
+                "cron",
+                "every",
+                "timezone",
+                "job",
+                "paused",
+                "next_run_at",
+                "last_run_at",
+                "last_job_id",
+            ],
+            "properties": {
+                "name": {"type": "string"},
+                **{k: spec for k, (spec, _) in schedules.FIELDS.items()},
+                "next_run_at": nullable_time,
+                "last_run_at": nullable_time,
+                "last_job_id": {"type": ["string", "null"]},
+            },
+        },
+        "ScheduleList": {
+            "type": "object",
+            "required": ["schedules"],
+            "properties": {"schedules": {"type": "array", "items": _ref("Schedule")}},
+        },
         "WorkerList": {
             "type": "object",
             "required": ["workers"],

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..job import Job, NewJob, iso_ms
+from ..schedules import Schedule
 from ..states import JobStatus
 
 LEASE_EXPIRED = "LeaseExpired: the worker stopped heartbeating before the lease ran out"
@@ -210,6 +211,16 @@ class Backend(Protocol):
 
     async def wait_for_work(self, timeout: float) -> None:
         """Sleep until an enqueue may have made work available, or ``timeout`` seconds."""
+
+    # schedules
+    async def put_schedule(self, schedule: Schedule) -> bool:
+        """Create or replace (keeping its run history); next_run is recomputed. True if created."""
+
+    async def get_schedule(self, name: str) -> Schedule | None: ...
+    async def list_schedules(self) -> list[Schedule]: ...
+    async def delete_schedule(self, name: str) -> bool: ...
+    async def advance_schedule(self, name: str, seen_next_ms: int, next_ms: int, ran_ms: int, job_id: str) -> bool:
+        """Compare-and-set of next_run after a tick ran: True for the one caller that moved it."""
 
     # worker registry
     async def register_worker(self, info: dict[str, object], ttl_ms: int) -> None:

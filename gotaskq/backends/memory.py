@@ -25,6 +25,7 @@ from ..errors import (
 )
 from ..ids import Snowflake
 from ..job import MAX_ERROR_HISTORY, Job, NewJob, error_entry, now_ms, validate_queue_name
+from ..schedules import Schedule
 from ..states import JobStatus, can_move
 from .base import (
     LEASE_EXPIRED,
@@ -109,6 +110,7 @@ class MemoryBackend:
         self._wake = asyncio.Event()
         self._stats: dict[tuple[str, int], dict[str, int]] = {}  # (queue, epoch minute) -> counts
         self._workers: dict[str, tuple[dict[str, object], int]] = {}  # id -> (info, expires ms)
+        self._schedules: dict[str, Schedule] = {}
 
     async def connect(self) -> None:
         return None
@@ -546,6 +548,30 @@ class MemoryBackend:
         except TimeoutError:
             return
         self._wake.clear()
+
+    # -- schedules -----------------------------------------------------------------------
+    async def put_schedule(self, schedule: Schedule) -> bool:
+        old = self._schedules.get(schedule.name)
+        last = (old.last_run_ms, old.last_job_id) if old else (None, None)
+        fresh = schedule.with_state(None, *last)
+        self._schedules[schedule.name] = fresh.with_state(fresh.next_after(now_ms()), *last)
+        return old is None
+
+    async def get_schedule(self, name: str) -> Schedule | None:
+        return self._schedules.get(name)
+
+    async def list_schedules(self) -> list[Schedule]:
+        return [self._schedules[n] for n in sorted(self._schedules)]
+
+    async def delete_schedule(self, name: str) -> bool:
+        return self._schedules.pop(name, None) is not None
+
+    async def advance_schedule(self, name: str, seen_next_ms: int, next_ms: int, ran_ms: int, job_id: str) -> bool:
+        s = self._schedules.get(name)
+        if s is None or s.next_run_ms != seen_next_ms:
+            return False
+        self._schedules[name] = s.with_state(next_ms, ran_ms, job_id)
+        return True
 
     # -- worker registry -----------------------------------------------------------------
     async def register_worker(self, info: dict[str, object], ttl_ms: int) -> None:

@@ -34,6 +34,7 @@ from ...errors import (
     raise_for_code,
 )
 from ...job import MAX_ERROR_HISTORY, Job, NewJob, error_entry, now_ms, validate_queue_name
+from ...schedules import Schedule
 from ...states import JobStatus
 from ..base import (
     LEASE_EXPIRED,
@@ -756,6 +757,45 @@ class RedisBackend:
             raise BackendUnavailable("backend is not connected")
         await self._wake.wait(timeout)
 
+    # -- schedules -------------------------------------------------------------------------
+    async def put_schedule(self, schedule: Schedule) -> bool:
+        key = keys.schedule_key(schedule.name)
+        async with guard():
+            await self.client.sadd(keys.SCHEDULES, schedule.name)
+            last, job = await self.client.hmget(key, ["last", "job"])
+            state = (None if last is None else int(last), opt_text(job))
+            nxt = schedule.with_state(None, *state).next_after(now_ms())
+            created = await self.client.hset(key, "def", orjson.dumps(schedule.definition())) == 1
+            await self.client.hset(key, "next", nxt)
+        return bool(created)
+
+    async def get_schedule(self, name: str) -> Schedule | None:
+        async with guard():
+            fields = await self.client.hgetall(keys.schedule_key(name))
+        return _schedule(fields)
+
+    async def list_schedules(self) -> list[Schedule]:
+        async with guard():
+            names = sorted(text(n) for n in await self.client.smembers(keys.SCHEDULES))
+            pipe = self.client.pipeline(transaction=False)
+            for name in names:
+                pipe.hgetall(keys.schedule_key(name))
+            rows = await pipe.execute()
+        return [s for s in map(_schedule, rows) if s is not None]
+
+    async def delete_schedule(self, name: str) -> bool:
+        async with guard():
+            gone = await self.client.delete(keys.schedule_key(name))
+            await self.client.srem(keys.SCHEDULES, name)
+        return bool(gone)
+
+    async def advance_schedule(self, name: str, seen_next_ms: int, next_ms: int, ran_ms: int, job_id: str) -> bool:
+        async with guard():
+            won = await self.scripts.advance_schedule(
+                keys=[keys.schedule_key(name)], args=[seen_next_ms, next_ms, ran_ms, job_id], client=self._wclient
+            )
+        return bool(won)
+
     # -- worker registry -------------------------------------------------------------------
     async def register_worker(self, info: dict[str, object], ttl_ms: int) -> None:
         record = orjson.dumps({**info, "expires_ms": now_ms() + ttl_ms})
@@ -846,6 +886,18 @@ class RedisBackend:
             total += sum(1 for r in res if r == 0)
             self.index.forget(jid for jid, r in zip(ids, res, strict=True) if r == 0)
         return total
+
+
+def _schedule(fields: dict[bytes, bytes]) -> Schedule | None:
+    if not fields or b"def" not in fields:
+        return None
+    d = orjson.loads(fields[b"def"])
+    base = Schedule(d["name"], d["job"], d["cron"], d["every"], d["timezone"], d["paused"])
+    last = fields.get(b"last")
+    nxt = fields.get(b"next")
+    return base.with_state(
+        None if nxt is None else int(nxt), None if last is None else int(last), opt_text(fields.get(b"job"))
+    )
 
 
 def _check_acked(acked: int, n: int) -> None:

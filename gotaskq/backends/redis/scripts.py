@@ -32,7 +32,8 @@ KEY_SUFFIXES: dict[str, tuple[str, ...]] = {
     "drop_queue": ("meta", "running"),
     "progress": (),
 }
-NAMES = (*KEY_SUFFIXES, "renew_node")  # renew_node: one key of its own (gtq:node:<n>)
+# renew_node and advance_schedule: one key of their own (gtq:node:<n>, gtq:sched:<name>)
+NAMES = (*KEY_SUFFIXES, "renew_node", "advance_schedule")
 
 
 def lua_source(name: str) -> str:
@@ -64,6 +65,7 @@ class Scripts:
     drop_queue: AsyncScript
     progress: AsyncScript
     renew_node: AsyncScript
+    advance_schedule: AsyncScript
 
     def __init__(self, client: Any) -> None:
         for name in NAMES:
