@@ -1,4 +1,5 @@
-"""The ``gotaskq`` command: run the service (serve/api/worker) and operate it (enqueue/queues/dlq)."""
+"""The ``gotaskq`` command: run the service (serve/api/worker) and operate it
+(enqueue/queues/schedules/dlq)."""
 
 from __future__ import annotations
 
@@ -212,6 +213,29 @@ def cmd_queues(args: argparse.Namespace) -> int:
         return _show(c.get("/queue"))
 
 
+def cmd_schedules(args: argparse.Namespace) -> int:
+    with _client(args, admin=True) as c:
+        if args.schedules_cmd == "ls":
+            return _show(c.get("/schedules"))
+        if args.schedules_cmd == "rm":
+            code = _show(c.delete(f"/schedules/{args.name}"))
+            if code == 0:
+                print(json.dumps({"deleted": args.name}))
+            return code
+        try:
+            payload = json.loads(args.payload) if args.payload is not None else None
+        except ValueError:
+            print("gotaskq: --payload must be JSON", file=sys.stderr)
+            return 2
+        job: dict[str, object] = {"type": args.type, "payload": payload}
+        if args.queue:
+            job["queue"] = args.queue
+        body: dict[str, object] = {"cron": args.cron, "every": args.every, "job": job, "paused": args.paused}
+        if args.timezone:
+            body["timezone"] = args.timezone
+        return _show(c.put(f"/schedules/{args.name}", json=body))
+
+
 def cmd_dlq(args: argparse.Namespace) -> int:
     with _client(args, admin=True) as c:
         if args.dlq_cmd == "ls":
@@ -298,6 +322,25 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--concurrency", type=_concurrency_arg, default=_UNSET_ARG, help="N, or none")
     q.add_argument("--rate-limit", type=_limit_arg, default=_UNSET_ARG, help="MAX/SECONDS (e.g. 10/60), or none")
     q.set_defaults(fn=cmd_queues)
+
+    sc = client("schedules", "repeatable schedules: ls | set | rm")
+    scsub = sc.add_subparsers(dest="schedules_cmd", required=True, metavar="ACTION")
+    scsub.add_parser("ls", help="list schedules with their next and last run")
+    put = scsub.add_parser("set", help="create or replace a schedule")
+    put.add_argument("name")
+    when = put.add_mutually_exclusive_group(required=True)
+    when.add_argument("--cron", help='cron expression, e.g. "*/5 * * * *"')
+    when.add_argument("--every", type=float, help="seconds between runs")
+    put.add_argument("--timezone", help="IANA time zone of --cron (default UTC)")
+    put.add_argument("--type", required=True, help="job type")
+    put.add_argument("--payload", help="job payload (JSON)")
+    put.add_argument("--queue", help="queue (default: default)")
+    put.add_argument("--paused", action="store_true", help="create it paused")
+    rm = scsub.add_parser("rm", help="delete a schedule")
+    rm.add_argument("name")
+    for a in scsub.choices.values():  # --url after the action too, as for dlq
+        a.add_argument("--url", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    sc.set_defaults(fn=cmd_schedules)
 
     d = client("dlq", "dead-letter queue: ls | replay | rm")
     dsub = d.add_subparsers(dest="dlq_cmd", required=True, metavar="ACTION")

@@ -605,6 +605,26 @@ def test_cli_verbs_against_the_server(server: Proc, client: httpx.Client) -> Non
     assert run_cli("health", "--url", f"http://{HOST}:{free_port()}").returncode == 1
 
 
+def test_cli_schedules_and_the_running_scheduler(server: Proc, client: httpx.Client) -> None:
+    make_queue(client, "ticks")
+    made = run_cli(
+        "schedules", "set", "tick", "--every", "0.5", "--type", "noop", "--payload", '{"s": 1}',
+        "--queue", "ticks", "--url", server.url,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout)["every"] == 0.5 and json.loads(made.stdout)["job"]["queue"] == "ticks"
+    wait_until(lambda: bool(client.get("/schedules/tick").json()["last_job_id"]), "the scheduler to run a tick")
+    listed = run_cli("schedules", "ls", "--url", server.url)
+    assert [s["name"] for s in json.loads(listed.stdout)["schedules"]] == ["tick"]
+    job_id = client.get("/schedules/tick").json()["last_job_id"]
+    assert client.get(f"/jobs/{job_id}").json()["idempotency_key"].startswith("schedule:tick:")
+    removed = run_cli("schedules", "rm", "tick", "--url", server.url)
+    assert removed.returncode == 0 and json.loads(removed.stdout) == {"deleted": "tick"}
+    assert run_cli("schedules", "rm", "tick", "--url", server.url).returncode == 1
+    bad = run_cli("schedules", "set", "x", "--cron", "99 * * * *", "--type", "noop", "--url", server.url)
+    assert bad.returncode == 1 and "cron" in bad.stdout
+
+
 def test_cli_queue_settings_purge_and_delete(server: Proc, client: httpx.Client) -> None:
     make_queue(client, "cliq", paused=True)
     limits = run_cli("queues", "--set", "cliq", "--concurrency", "2", "--rate-limit", "10/60", "--url", server.url)
