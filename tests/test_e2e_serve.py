@@ -48,7 +48,7 @@ FAST = {
     "LOG_LEVEL": "INFO",
 }
 # Separate databases keep servers of different tests from claiming each other's jobs.
-DB_MAIN, DB_AUTH, DB_SHUTDOWN, DB_SPLIT = 0, 1, 2, 3
+DB_MAIN, DB_AUTH, DB_SHUTDOWN, DB_SPLIT, DB_LIMITS = 0, 1, 2, 3, 4
 ADMIN = {"Authorization": "Bearer admin-secret"}
 API = {"Authorization": "Bearer api-secret"}
 
@@ -728,3 +728,41 @@ def test_api_and_worker_processes_share_one_redis(redis_server: RedisServer, pro
         assert done["attempts"] == 1
     worker.stop()
     assert worker.popen is not None and worker.popen.returncode == 0, worker.tail()
+
+
+@pytest.mark.slow
+def test_limits_and_schedules_hold_across_worker_processes(redis_server: RedisServer, procs: Processes) -> None:
+    """Three real `gotaskq worker` processes of 10 slots each share one Redis: a queue's
+    concurrency of 2 and rate limit of 10/s hold across them, and an `every: 1` schedule that
+    all three run makes one job a second, not three."""
+    env = {**FAST, "REDIS_URL": db_url(redis_server, DB_LIMITS), "NUM_WORKERS": "10"}
+    api = procs.gotaskq("api", env)
+    with httpx.Client(base_url=api.url, timeout=10.0) as c:
+        assert c.post("/queue/conc", json={"concurrency": 2}).status_code == 201
+        assert c.post("/queue/rate", json={"rate_limit": {"max": 10, "per": 1}}).status_code == 201
+        make_queue(c, "cron", paused=True)  # its jobs stay PENDING: they count the ticks
+        slow = [submit(c, type="sleep", payload={"seconds": 0.3}, queue="conc")["id"] for _ in range(12)]
+        quick = [submit(c, queue="rate")["id"] for _ in range(40)]
+        workers = [procs.gotaskq("worker", env) for _ in range(3)]
+        wait_until(lambda: len(c.get("/workers").json()["workers"]) == 3, "three registered workers")
+        every_second = {"every": 1, "job": {"type": "noop", "queue": "cron"}}
+        assert c.put("/schedules/each-second", json=every_second).status_code == 201
+        t0 = time.monotonic()
+        peak = 0
+        while time.monotonic() - t0 < 10.5:
+            peak = max(peak, c.get("/queue/conc").json()["running"])
+            time.sleep(0.02)
+        assert c.delete("/schedules/each-second").status_code == 204
+        ticks = c.get("/queue/cron").json()["pending"]
+        for jid in slow + quick:
+            wait_status(c, jid, "DONE")
+        starts = [c.get(f"/jobs/{jid}").json()["started_at"] for jid in quick]
+        assert "gotaskq_workers 3.0" in c.get("/metrics").text
+    for w in workers:
+        w.stop()
+    assert peak == 2, f"{peak} jobs of a queue with concurrency 2 ran at once"
+    per_second: dict[str, int] = {}
+    for at in starts:
+        per_second[at[:19]] = per_second.get(at[:19], 0) + 1  # fixed windows of one second
+    assert max(per_second.values()) <= 10, per_second
+    assert 9 <= ticks <= 11, f"an every-1s schedule run by 3 processes for 10 s made {ticks} jobs"
