@@ -236,6 +236,11 @@ def cmd_schedules(args: argparse.Namespace) -> int:
         return _show(c.put(f"/schedules/{args.name}", json=body))
 
 
+def cmd_workers(args: argparse.Namespace) -> int:
+    with _client(args, admin=True) as c:
+        return _show(c.get("/workers"))
+
+
 def cmd_dlq(args: argparse.Namespace) -> int:
     with _client(args, admin=True) as c:
         if args.dlq_cmd == "ls":
@@ -356,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
         a.add_argument("--url", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     d.set_defaults(fn=cmd_dlq)
 
+    client("workers", "live worker processes: queues, busy slots, job types, jobs running").set_defaults(fn=cmd_workers)
     client("health", "exit 0 when the server answers /healthz").set_defaults(fn=cmd_health)
     return p
 

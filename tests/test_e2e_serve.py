@@ -754,6 +754,8 @@ def test_limits_and_schedules_hold_across_worker_processes(redis_server: RedisSe
             time.sleep(0.02)
         assert c.delete("/schedules/each-second").status_code == 204
         ticks = c.get("/queue/cron").json()["pending"]
+        listed = run_cli("workers", "--url", api.url)
+        assert listed.returncode == 0 and len(json.loads(listed.stdout)["workers"]) == 3
         for jid in slow + quick:
             wait_status(c, jid, "DONE")
         starts = [c.get(f"/jobs/{jid}").json()["started_at"] for jid in quick]
