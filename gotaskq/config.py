@@ -57,6 +57,7 @@ class Settings:
     strict_types: bool = False  # POST /jobs refuses a type no live worker process handles
     api_token: str | None = field(default=None, repr=False)
     admin_token: str | None = field(default=None, repr=False)
+    worker_token: str | None = field(default=None, repr=False)  # external workers; unset: API_TOKEN
     admin_readonly: bool = False
     log_level: str = "INFO"
     log_format: str = "text"
@@ -124,6 +125,7 @@ class Settings:
             strict_types=bool(r.boolean("STRICT_TYPES", False)),
             api_token=e.get("API_TOKEN") or None,
             admin_token=e.get("ADMIN_TOKEN") or None,
+            worker_token=e.get("WORKER_TOKEN") or None,
             admin_readonly=bool(r.boolean("ADMIN_READONLY", False)),
             log_level=r.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
             log_format=r.choice("LOG_FORMAT", "text", ("text", "json")),
@@ -144,7 +146,7 @@ class Settings:
         out: dict[str, object] = {}
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.name in ("api_token", "admin_token", "smtp_password", "redis_sentinel_password") and v:
+            if f.name in ("api_token", "admin_token", "worker_token", "smtp_password", "redis_sentinel_password") and v:
                 v = "***"
             if f.name == "redis_url" and isinstance(v, str):
                 v = re.sub(r"//[^@/]*@", "//***@", v)

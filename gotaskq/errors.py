@@ -47,6 +47,12 @@ class StaleLease(GotaskqError):
     code = "stale_lease"
 
 
+class QueueNotExternal(GotaskqError):
+    """External workers claim only from queues created or set with "external": true."""
+
+    code = "queue_not_external"
+
+
 class QueueBusy(GotaskqError):
     """The queue cannot be deleted while a job of it runs."""
 
@@ -89,6 +95,8 @@ class Code(IntEnum):
     DUPLICATE = -6  # idempotency key matched: not an error, the existing id is returned
     ID_TAKEN = -7
     QUEUE_BUSY = -8
+    NOT_EXTERNAL = -9
+    EXTERNAL = -10  # an in-process claim on a queue served by external workers
 
 
 def raise_for_code(code: int, job_id: str = "", status: str | None = None) -> None:
@@ -109,6 +117,8 @@ def raise_for_code(code: int, job_id: str = "", status: str | None = None) -> No
         raise QueueNotFound("queue not found")
     if c is Code.QUEUE_FULL:
         raise QueueFull("queue is full")
+    if c is Code.NOT_EXTERNAL:
+        raise QueueNotExternal("this queue is served by gotaskq's own workers (set external: true)")
     if c is Code.QUEUE_BUSY:
         raise QueueBusy("a job of the queue is running")
     if c is Code.ID_TAKEN:

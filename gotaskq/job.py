@@ -143,6 +143,7 @@ class Job:
     lease: int = 0
     # {"percent", "message", "at"}: the last progress the handler reported (JSON "progress")
     progress_info: dict[str, Any] | None = None
+    lease_ms: int | None = None  # an external worker's lease length: its heartbeats' default
     # Set by the worker for the handler it runs: where progress reports go, and its event loop.
     reporter: ProgressReporter | None = field(default=None, repr=False, compare=False)
     reporter_loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False, compare=False)

@@ -41,6 +41,9 @@ class Metrics:
         self.schedule_runs = Counter(
             "gotaskq_schedule_runs_total", "Schedule ticks that enqueued their job", ["schedule"], registry=r
         )
+        self.external_claims = Counter(
+            "gotaskq_external_claims_total", "Jobs handed to external workers over HTTP", ["queue"], registry=r
+        )
         self.limited = Counter(
             "gotaskq_queue_limited_total",
             "Claims that left ready jobs waiting because of a queue limit",

@@ -7,10 +7,13 @@
 -- KEYS[2]  meta   KEYS[3] ready   KEYS[4] delayed   KEYS[5] running
 -- ARGV[1]  max jobs to claim   ARGV[2] lease ms   ARGV[3] priority aging ms
 -- ARGV[4]  max delayed jobs to promote in this call
+-- ARGV[5]  "1": an external worker's claim over HTTP (only from queues with meta ext = 1; the
+--          lease length is kept in the job as lms, the default of its heartbeats), else "0"
 -- Limits (meta fields conc, rmax, rper): at most conc jobs RUNNING, at most rmax starts in each
 -- window of rper ms (counter rl:<window>, expiring after two windows); a job held back by a
 -- limit stays PENDING and no attempt is counted.
--- Returns  {-4} queue not found; else {next_due_ms|-1, now, idle, limited, job, job, ...} where
+-- Returns  {-4} queue not found; {-9} an external claim of an in-process queue; {-10} an
+--          in-process claim of an external queue; else {next_due_ms|-1, now, idle, limited, job, job, ...} where
 --          idle is 1 when the queue holds no ready, delayed or running job after this call,
 --          limited is 1 (concurrency) or 2 (rate limit) when ready jobs were held back (next_due
 --          is then when to try again), and each job is
@@ -18,8 +21,10 @@
 local rcall = redis.call
 local p = KEYS[1]
 local meta, ready, delayed, running = KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local m = rcall('HMGET', meta, 'created', 'paused', 'conc', 'rmax', 'rper')
+local m = rcall('HMGET', meta, 'created', 'paused', 'conc', 'rmax', 'rper', 'ext')
 if not m[1] then return {-4} end
+local external = ARGV[5] == '1'
+if external ~= (m[6] == '1') then return {external and -9 or -10} end
 local t = rcall('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local aging = tonumber(ARGV[3])
@@ -82,6 +87,7 @@ for i = 1, #popped, 2 do
   local lease = tonumber(f[1] or 0) + 1
   local att = tonumber(f[2] or 0) + 1
   rcall('HSET', jk, 'lease', lease, 'att', att, 'st', 'RUNNING', 'sa', now, 'ua', now)
+  if external then rcall('HSET', jk, 'lms', ARGV[2]) end
   leased[#leased + 1] = deadline
   leased[#leased + 1] = id
   out[#out + 1] = {id, lease, att, f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11], f[12]}

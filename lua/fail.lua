@@ -5,6 +5,7 @@
 -- KEYS[2]  running   KEYS[3] delayed   KEYS[4] dead
 -- ARGV[1]  job id   ARGV[2] lease token   ARGV[3] error text   ARGV[4] error history JSON
 -- ARGV[5]  retry delay ms   ARGV[6] wake channel   ARGV[7] queue name
+-- ARGV[8]  "0": no retry, straight to the DLQ (an external worker's "retry": false)
 -- Returns  {-3} stale lease; {0, 'SCHEDULED', run_at_ms, now} or {0, 'DEAD', now, now}
 -- Also counts the failure in the per-minute stats hash stats:<minute> (kept 2 hours).
 local rcall = redis.call
@@ -21,7 +22,7 @@ rcall('HSET', jk, 'err', ARGV[3], 'errs', ARGV[4], 'ua', now)
 local sk = p .. 'stats:' .. math.floor(now / 60000)
 rcall('HINCRBY', sk, 'failed', 1)
 rcall('PEXPIRE', sk, 7200000)
-if tonumber(f[3]) > tonumber(f[4]) then
+if tonumber(f[3]) > tonumber(f[4]) or ARGV[8] == '0' then
   rcall('HSET', jk, 'st', 'DEAD', 'fa', now)
   rcall('ZADD', dead, now, id)
   rcall('HINCRBY', sk, 'dead', 1)

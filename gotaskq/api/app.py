@@ -14,7 +14,7 @@ from starlette.routing import BaseRoute
 from starlette.types import Receive, Scope, Send
 
 from ..app import App
-from . import dlq, jobs, ops, queues, schedules, workers
+from . import dlq, external, jobs, ops, queues, schedules, workers
 from .admin import admin_routes
 from .errors import EXCEPTION_HANDLERS, CatchAll
 
@@ -24,6 +24,7 @@ log = logging.getLogger("gotaskq.api")
 def all_routes() -> list[BaseRoute]:
     return [
         *jobs.routes,
+        *external.routes,
         *queues.routes,
         *schedules.routes,
         *workers.routes,

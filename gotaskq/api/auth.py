@@ -21,6 +21,7 @@ MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 class Area(Enum):
     JOBS = "jobs"
     ADMIN = "admin"
+    WORKER = "worker"  # the external worker protocol: WORKER_TOKEN, else API_TOKEN
 
 
 def guarded(area: Area, endpoint: Endpoint) -> Endpoint:
@@ -36,7 +37,10 @@ def guarded(area: Area, endpoint: Endpoint) -> Endpoint:
 
 def check(authorization: str | None, method: str, settings: Settings, area: Area) -> None:
     """Refuse a request to ``area`` whose Authorization header does not carry its token."""
-    token = settings.api_token if area is Area.JOBS else settings.admin_token
+    if area is Area.WORKER:
+        token = settings.worker_token or settings.api_token
+    else:
+        token = settings.api_token if area is Area.JOBS else settings.admin_token
     if token and not bearer_matches(authorization, token):
         raise ApiError(
             401,

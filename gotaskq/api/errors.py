@@ -21,8 +21,10 @@ from ..errors import (
     JobNotFound,
     QueueBusy,
     QueueFull,
+    QueueNotExternal,
     QueueNotFound,
     ScheduleNotFound,
+    StaleLease,
 )
 from .responses import error_response
 
@@ -61,6 +63,8 @@ STATUS: dict[type[GotaskqError], tuple[int, str]] = {
     IdempotencyConflict: (409, "idempotency_conflict"),
     QueueFull: (429, "queue_full"),
     QueueBusy: (409, "queue_busy"),
+    QueueNotExternal: (409, "queue_not_external"),
+    StaleLease: (409, "lease_lost"),
     ScheduleNotFound: (404, "schedule_not_found"),
     BackendUnavailable: (503, "backend_unavailable"),
 }

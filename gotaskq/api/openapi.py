@@ -13,7 +13,7 @@ from typing import Any
 
 from .. import schedules
 from ..job import JOB_ID_RE, JOB_REQUEST_FIELDS, QUEUE_NAME_RE, JobField, run_at_horizon
-from . import queue_input
+from . import external, queue_input
 from .admin import DEFAULT_STATS_MINUTES, LISTABLE, MAX_STATS_MINUTES
 from .job_input import MAX_BATCH
 from .params import CURSOR_RE, DEFAULT_LIMIT, MAX_LIMIT
@@ -70,6 +70,8 @@ def _op(
         op["security"] = [{"apiToken": []}, {}]
     elif tag in ("queues", "dlq"):
         op["security"] = [{"adminToken": []}, {}]
+    elif tag == "workers":
+        op["security"] = [{"workerToken": []}, {}]
     return op
 
 
@@ -219,6 +221,51 @@ def _paths() -> dict[str, Schema]:
                 {200: QUEUE},
                 (*ADMIN_WRITE_ERRORS, 404, 422),
                 parameters=[QUEUE_NAME],
+            )
+        },
+        "/queue/{name}/claim": {
+            "post": {
+                **_op(
+                    "External workers: lease up to max jobs of an external queue (long-polls up to wait s)",
+                    "workers",
+                    {200: _json(_ref("ClaimedJobs"), "The jobs leased (none when the wait ran out)")},
+                    (401, 400, 404, 409, 413, 422, 500, 503),
+                    parameters=[QUEUE_NAME],
+                ),
+                "requestBody": {
+                    "required": False,
+                    "content": {"application/json": {"schema": _ref("ClaimRequest")}},
+                },
+            }
+        },
+        "/jobs/{id}/heartbeat": {
+            "post": _op(
+                "External workers: extend the lease of a job",
+                "workers",
+                {200: _json(_ref("LeaseExtended"), "The new deadline")},
+                (401, 400, 404, 409, 413, 422, 500, 503),
+                body="HeartbeatRequest",
+                parameters=[JOB_ID],
+            )
+        },
+        "/jobs/{id}/complete": {
+            "post": _op(
+                "External workers: the job succeeded (409 lease_lost when the lease is not yours)",
+                "workers",
+                {200: JOB},
+                (401, 400, 404, 409, 413, 422, 500, 503),
+                body="CompleteRequest",
+                parameters=[JOB_ID],
+            )
+        },
+        "/jobs/{id}/fail": {
+            "post": _op(
+                "External workers: the attempt failed: retry after a backoff while attempts remain, else DLQ",
+                "workers",
+                {200: JOB},
+                (401, 400, 404, 409, 413, 422, 500, 503),
+                body="FailRequest",
+                parameters=[JOB_ID],
             )
         },
         "/schedules": {
@@ -389,6 +436,67 @@ def _html() -> Schema:
     return {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}
 
 
+def external_schemas() -> dict[str, Schema]:
+    """The external worker protocol's bodies (gotaskq.api.external checks the same bounds)."""
+    token = {"type": "string", "pattern": "^[0-9]{1,20}$", "description": "lease_token from the claim"}
+    lease = {"type": ["number", "null"], "minimum": 0.05, "maximum": external.MAX_LEASE_S}
+
+    def body(props: dict[str, Schema], required: list[str]) -> Schema:
+        return {"type": "object", "additionalProperties": False, "required": required, "properties": props}
+
+    return {
+        "ClaimRequest": body(
+            {
+                "max": {"type": ["integer", "null"], "minimum": 1, "maximum": external.MAX_CLAIM, "default": 1},
+                "lease": {**lease, "description": "Seconds; default VISIBILITY_TIMEOUT"},
+                "wait": {"type": ["number", "null"], "minimum": 0, "maximum": external.MAX_WAIT_S, "default": 0},
+                "worker": {"type": ["string", "null"], "description": "Free-text id of the worker"},
+            },
+            [],
+        ),
+        "ClaimedJobs": {
+            "type": "object",
+            "required": ["jobs"],
+            "properties": {
+                "jobs": {
+                    "type": "array",
+                    "items": {
+                        "allOf": [
+                            _ref("Job"),
+                            {
+                                "type": "object",
+                                "required": ["lease_token", "lease_expires_at"],
+                                "properties": {
+                                    "lease_token": {"type": "string"},
+                                    "lease_expires_at": {"type": "string", "format": "date-time"},
+                                },
+                            },
+                        ]
+                    },
+                }
+            },
+        },
+        "HeartbeatRequest": body(
+            {"lease_token": token, "lease": {**lease, "description": "Default: the claim's"}}, ["lease_token"]
+        ),
+        "LeaseExtended": {
+            "type": "object",
+            "required": ["lease_expires_at"],
+            "properties": {"lease_expires_at": {"type": "string", "format": "date-time"}},
+        },
+        "CompleteRequest": body({"lease_token": token, "result": {"description": "Any JSON"}}, ["lease_token"]),
+        "FailRequest": body(
+            {
+                "lease_token": token,
+                "error": {"type": "string", "minLength": 1},
+                "traceback": {"type": ["string", "null"]},
+                "retry": {"type": "boolean", "default": True, "description": "false: straight to the DLQ"},
+            },
+            ["lease_token", "error"],
+        ),
+    }
+
+
 def _count(name: str) -> Schema:
     return {"type": "object", "required": [name], "properties": {name: {"type": "integer", "minimum": 0}}}
 
@@ -468,17 +576,29 @@ def _schemas() -> dict[str, Schema]:
         },
         "QueueInfo": {
             "type": "object",
-            "required": ["name", "paused", "pending", "scheduled", "running", "dead", "concurrency", "rate_limit"],
+            "required": [
+                "name",
+                "paused",
+                "pending",
+                "scheduled",
+                "running",
+                "dead",
+                "concurrency",
+                "rate_limit",
+                "external",
+            ],
             "properties": {
                 "name": {"type": "string"},
                 "paused": {"type": "boolean"},
                 **{k: {"type": "integer"} for k in ("pending", "scheduled", "running", "dead")},
                 "concurrency": queue_input.FIELDS["concurrency"][0],
                 "rate_limit": queue_input.FIELDS["rate_limit"][0],
+                "external": queue_input.FIELDS["external"][0],
             },
         },
         "QueueSettings": queue_input.schema(),
         "ScheduleRequest": schedules.request_schema(),
+        **external_schemas(),
         "Schedule": {
             "type": "object",
             "required": [
@@ -653,6 +773,11 @@ def openapi_document() -> Schema:
             "responses": _error_responses(),
             "securitySchemes": {
                 "apiToken": {"type": "http", "scheme": "bearer", "description": "API_TOKEN, for /jobs"},
+                "workerToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "WORKER_TOKEN (else API_TOKEN), for the external worker routes",
+                },
                 "adminToken": {
                     "type": "http",
                     "scheme": "bearer",

@@ -37,6 +37,10 @@ FIELDS: dict[str, tuple[dict[str, Any], str]] = {
         f'must be {{"max": integer 1..{MAX_RATE}, "per": seconds > 0 and <= {MAX_PER_S:g}}}, or null',
     ),
     "paused": ({"type": "boolean", "description": "Stop (true) or restart (false) claiming"}, "must be true or false"),
+    "external": (
+        {"type": "boolean", "description": "Served by external workers over HTTP (POST /queue/{name}/claim)"},
+        "must be true or false",
+    ),
 }
 
 
@@ -88,15 +92,17 @@ def settings_from_json(obj: object) -> QueueSettings:
         out["rate_limit"] = None if value is None else _rate_limit(value)
         if value is not None and out["rate_limit"] is None:
             errs["rate_limit"] = FIELDS["rate_limit"][1]
-    if "paused" in obj:
-        if isinstance(obj["paused"], bool):
-            out["paused"] = obj["paused"]
-        else:
-            errs["paused"] = FIELDS["paused"][1]
+    for flag in ("paused", "external"):
+        if flag in obj:
+            if isinstance(obj[flag], bool):
+                out[flag] = obj[flag]
+            else:
+                errs[flag] = FIELDS[flag][1]
     if errs:
         raise InvalidInput("invalid queue settings: " + ", ".join(sorted(errs)), errs)
     return QueueSettings(
         concurrency=out.get("concurrency", UNSET),
         rate_limit=out.get("rate_limit", UNSET),
         paused=out.get("paused", UNSET),
+        external=out.get("external", UNSET),
     )

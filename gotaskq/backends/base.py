@@ -78,6 +78,7 @@ class QueueSettings:
     concurrency: int | object | None = UNSET
     rate_limit: RateLimit | object | None = UNSET
     paused: bool | object = UNSET
+    external: bool | object = UNSET  # served by external workers over HTTP, not in-process ones
 
 
 @dataclass(slots=True, frozen=True)
@@ -90,6 +91,7 @@ class QueueInfo:
     dead: int
     concurrency: int | None = None  # RUNNING jobs at most, across every worker
     rate_limit: RateLimit | None = None
+    external: bool = False
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -101,6 +103,7 @@ class QueueInfo:
             "dead": self.dead,
             "concurrency": self.concurrency,
             "rate_limit": None if self.rate_limit is None else self.rate_limit.to_dict(),
+            "external": self.external,
         }
 
 
@@ -175,18 +178,26 @@ class Backend(Protocol):
         """Jobs of one queue in one waiting/running/dead state, newest first."""
 
     # workers
-    async def claim(self, queue: str, count: int, lease_ms: int) -> ClaimBatch:
-        """Promote due delayed jobs, then lease up to ``count`` ready jobs (attempts += 1)."""
+    async def claim(self, queue: str, count: int, lease_ms: int, external: bool = False) -> ClaimBatch:
+        """Promote due delayed jobs, then lease up to ``count`` ready jobs (attempts += 1).
+        ``external``: a claim over HTTP (raise QueueNotExternal on a queue of in-process
+        workers); an in-process claim of an external queue gets nothing (and idle)."""
 
     async def extend_leases(self, queue: str, leases: Sequence[tuple[str, int]], lease_ms: int) -> list[bool]: ...
     async def complete(self, queue: str, done: Sequence[Completion]) -> list[bool]:
         """RUNNING -> DONE for each (False where the lease is stale)."""
 
     async def fail(
-        self, job: Job, token: int, error: str, retry_delay_ms: int, traceback: str | None = None
+        self,
+        job: Job,
+        token: int,
+        error: str,
+        retry_delay_ms: int,
+        traceback: str | None = None,
+        retry: bool = True,
     ) -> FailOutcome:
-        """RUNNING -> SCHEDULED (attempts left) or DEAD, the error (and traceback) added to the
-        job's history; raise StaleLease."""
+        """RUNNING -> SCHEDULED (attempts left, and ``retry``) or DEAD, the error (and traceback)
+        added to the job's history; raise StaleLease."""
 
     async def report_progress(self, queue: str, job_id: str, token: int, progress: dict[str, object]) -> bool:
         """Store a running job's progress; False (dropped) when the lease is no longer held."""

@@ -20,6 +20,7 @@ from ..errors import (
     JobNotFound,
     QueueBusy,
     QueueFull,
+    QueueNotExternal,
     QueueNotFound,
     StaleLease,
 )
@@ -85,6 +86,7 @@ class _Queue:
     paused: bool = False
     concurrency: int | None = None
     rate_limit: RateLimit | None = None
+    external: bool = False
     started: dict[int, int] = field(default_factory=dict)  # rate-limit window -> job starts
     ready: _ZSet = field(default_factory=_ZSet)
     delayed: _ZSet = field(default_factory=_ZSet)
@@ -145,7 +147,15 @@ class MemoryBackend:
     async def queue_info(self, name: str) -> QueueInfo:
         q = self._queue(name)
         return QueueInfo(
-            name, q.paused, len(q.ready), len(q.delayed), len(q.running), len(q.dead), q.concurrency, q.rate_limit
+            name,
+            q.paused,
+            len(q.ready),
+            len(q.delayed),
+            len(q.running),
+            len(q.dead),
+            q.concurrency,
+            q.rate_limit,
+            q.external,
         )
 
     async def configure_queue(self, name: str, settings: QueueSettings) -> QueueInfo:
@@ -157,6 +167,8 @@ class MemoryBackend:
             q.started.clear()
         if settings.paused is not UNSET:
             q.paused = bool(settings.paused)
+        if settings.external is not UNSET:
+            q.external = bool(settings.external)
         self._wake.set()
         return await self.queue_info(name)
 
@@ -374,9 +386,13 @@ class MemoryBackend:
         return Page(jobs, nxt)
 
     # -- workers ------------------------------------------------------------------------
-    async def claim(self, queue: str, count: int, lease_ms: int) -> ClaimBatch:
+    async def claim(self, queue: str, count: int, lease_ms: int, external: bool = False) -> ClaimBatch:
         now = now_ms()
         q = self._queue(queue)
+        if external and not q.external:
+            raise QueueNotExternal(f"queue {queue!r} is served by in-process workers")
+        if q.external and not external:
+            return ClaimBatch([], None, now, True)
         while (top := q.delayed.peek_min()) is not None and top[0] <= now:
             q.delayed.pop_min()
             job = self._jobs[top[1]]
@@ -391,6 +407,7 @@ class MemoryBackend:
             job.attempts += 1
             job.lease += 1
             job.started_at = now
+            job.lease_ms = lease_ms if external else None
             q.running.add(job.id, float(now + lease_ms))
             claimed.append(Claimed(replace(job, errors=list(job.errors)), job.lease))
         if q.rate_limit is not None and claimed:
@@ -454,7 +471,13 @@ class MemoryBackend:
         return out
 
     async def fail(
-        self, job: Job, token: int, error: str, retry_delay_ms: int, traceback: str | None = None
+        self,
+        job: Job,
+        token: int,
+        error: str,
+        retry_delay_ms: int,
+        traceback: str | None = None,
+        retry: bool = True,
     ) -> FailOutcome:
         now = now_ms()
         q = self._queue(job.queue)
@@ -463,7 +486,7 @@ class MemoryBackend:
             raise StaleLease(f"lease on job {job.id} is no longer held")
         self._record_error(held, error, now, traceback)
         q.running.remove(held.id)
-        self._after_attempt(q, held, "fail", now, retry_delay_ms)
+        self._after_attempt(q, held, "fail", now, retry_delay_ms, retry)
         self._count(job.queue, now, "failed")
         if held.status is S.DEAD:
             self._count(job.queue, now, "dead")
@@ -475,9 +498,11 @@ class MemoryBackend:
         job.last_error = entry["error"]
         job.errors = [*job.errors, entry][-MAX_ERROR_HISTORY:]
 
-    def _after_attempt(self, q: _Queue, job: Job, by: str, now: int, retry_delay_ms: int | None) -> None:
-        """Attempts spent -> DEAD; else SCHEDULED after a delay, or PENDING at once when None."""
-        if job.attempts > job.max_retries:
+    def _after_attempt(
+        self, q: _Queue, job: Job, by: str, now: int, retry_delay_ms: int | None, retry: bool = True
+    ) -> None:
+        """Attempts spent (or no retry) -> DEAD; else SCHEDULED after a delay, or PENDING at once when None."""
+        if job.attempts > job.max_retries or not retry:
             self._move(job, S.DEAD, by, now)
             job.finished_at = now
             q.dead.add(job.id, float(now))

@@ -329,7 +329,7 @@ class RedisBackend:
                 pipe = self.client.pipeline(transaction=False)
                 for name in chunk:
                     p = keys.queue_prefix(name)
-                    pipe.hmget(p + "meta", ["created", "paused", "conc", "rmax", "rper"])
+                    pipe.hmget(p + "meta", ["created", "paused", "conc", "rmax", "rper", "ext"])
                     for suffix in ("ready", "delayed", "running", "dead"):
                         pipe.zcard(p + suffix)
                 rows = await pipe.execute()
@@ -338,7 +338,8 @@ class RedisBackend:
                 if meta[0] is not None:
                     conc = None if meta[2] is None else int(meta[2])
                     limit = None if meta[3] is None else RateLimit(int(meta[3]), int(meta[4]) / 1000)
-                    info = QueueInfo(name, meta[1] == b"1", pending, scheduled, running, dead, conc, limit)
+                    ext = meta[5] == b"1"
+                    info = QueueInfo(name, meta[1] == b"1", pending, scheduled, running, dead, conc, limit, ext)
                     out.append(info)
         return out
 
@@ -361,6 +362,8 @@ class RedisBackend:
                 fields["rper"] = max(1, round(settings.rate_limit.per * 1000))
         if settings.paused is not UNSET:
             fields["paused"] = "1" if settings.paused else "0"
+        if settings.external is not UNSET:
+            fields["ext"] = "1" if settings.external else "0"
         async with guard():
             if drop:
                 await self.client.hdel(meta, *drop)
@@ -683,14 +686,16 @@ class RedisBackend:
     async def housekeeping(self) -> None:
         await self.index.prune(now_ms())
 
-    async def claim(self, queue: str, count: int, lease_ms: int) -> ClaimBatch:
+    async def claim(self, queue: str, count: int, lease_ms: int, external: bool = False) -> ClaimBatch:
         claimed: list[Claimed] = []
         while True:
             want = min(CLAIM_CHUNK, count - len(claimed))
-            args = [want, lease_ms, self._aging_ms, PROMOTE_LIMIT]
-            res = await self._run("claim", queue, args, worker=True)
-            if res[0] == Code.QUEUE_NOT_FOUND and len(res) == 1:
-                raise QueueNotFound(f"queue {queue!r} does not exist")
+            args = [want, lease_ms, self._aging_ms, PROMOTE_LIMIT, int(external)]
+            res = await self._run("claim", queue, args, worker=not external)
+            if len(res) == 1:
+                if res[0] == Code.EXTERNAL:  # served over HTTP: this process has nothing to do here
+                    return ClaimBatch([], None, now_ms(), True)
+                raise_for_code(res[0])
             now = int(res[1])
             claimed.extend(Claimed(job, job.lease) for job in (claimed_job(queue, row, now) for row in res[4:]))
             if len(res) - 4 < want or len(claimed) >= count:
@@ -720,13 +725,19 @@ class RedisBackend:
         return await self._chunked("complete", queue, [self._done_ttl_ms], items, acked=True)
 
     async def fail(
-        self, job: Job, token: int, error: str, retry_delay_ms: int, traceback: str | None = None
+        self,
+        job: Job,
+        token: int,
+        error: str,
+        retry_delay_ms: int,
+        traceback: str | None = None,
+        retry: bool = True,
     ) -> FailOutcome:
         now = now_ms()
         entry = error_entry(job.attempts, error, now, traceback)
         history = [*job.errors, entry][-MAX_ERROR_HISTORY:]
         args = [job.id, token, entry["error"], orjson.dumps(history), max(0, retry_delay_ms)]
-        args += [self._channel(job.queue), job.queue]
+        args += [self._channel(job.queue), job.queue, int(retry)]
         res = await self._run("fail", job.queue, args, worker=True)
         if res[0] == Code.STALE_LEASE:
             raise StaleLease(f"lease on job {job.id} is no longer held")

@@ -88,4 +88,5 @@ def decode_job(job_id: str, queue: str, f: dict[bytes, bytes]) -> Job:
         finished_at=None if g("fa") is None else num(g("fa")),
         lease=num(g("lease")),
         progress_info=orjson.loads(prog) if prog else None,
+        lease_ms=None if g("lms") is None else num(g("lms")),
     )
