@@ -48,7 +48,7 @@ FAST = {
     "LOG_LEVEL": "INFO",
 }
 # Separate databases keep servers of different tests from claiming each other's jobs.
-DB_MAIN, DB_AUTH, DB_SHUTDOWN, DB_SPLIT, DB_LIMITS = 0, 1, 2, 3, 4
+DB_MAIN, DB_AUTH, DB_SHUTDOWN, DB_SPLIT, DB_LIMITS, DB_EXTERNAL = 0, 1, 2, 3, 4, 5
 ADMIN = {"Authorization": "Bearer admin-secret"}
 API = {"Authorization": "Bearer api-secret"}
 
@@ -768,3 +768,63 @@ def test_limits_and_schedules_hold_across_worker_processes(redis_server: RedisSe
         per_second[at[:19]] = per_second.get(at[:19], 0) + 1  # fixed windows of one second
     assert max(per_second.values()) <= 10, per_second
     assert 9 <= ticks <= 11, f"an every-1s schedule run by 3 processes for 10 s made {ticks} jobs"
+
+
+# -- external workers: the shell, Node.js and Python reference workers against a real API process
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def test_reference_workers_run_jobs_over_http(redis_server: RedisServer, procs: Processes, tmp_path: Path) -> None:
+    from gotaskq.client import Client, LeaseLost
+
+    if shutil.which("node") is None:
+        if os.environ.get("CI"):
+            pytest.fail("node is not installed, and CI must run the Node.js worker")
+        pytest.skip("node is not installed (bash scripts/test installs Debian's nodejs)")
+    env = {**FAST, "REDIS_URL": db_url(redis_server, DB_EXTERNAL), "WORKER_TOKEN": "w-secret"}
+    api = procs.gotaskq("api", env)
+    with Client(api.url) as c, Client(api.url, token="w-secret") as worker:
+        for q in ("shell", "shfail", "node", "py"):
+            assert c.create_queue(q, external=True)["external"] is True
+        ok = [c.enqueue("any", {"n": i}, queue="shell")["id"] for i in range(2)]
+        bad = c.enqueue("any", queue="shfail", max_retries=0)["id"]
+        summed = c.enqueue("sum", {"numbers": [1, 2, 3]}, queue="node")["id"]
+        broken = c.enqueue("sum", {"numbers": "x"}, queue="node", max_retries=0)["id"]
+        wenv = {**os.environ, "GOTASKQ_URL": api.url, "WORKER_TOKEN": "w-secret"}
+        runs = [
+            subprocess.Popen(
+                ["sh", str(EXAMPLES / "worker.sh"), "sh", "-c", "cat >/dev/null; echo 42"],
+                env={**wenv, "QUEUE": "shell", "MAX_JOBS": "2"},
+            ),
+            subprocess.Popen(
+                ["sh", str(EXAMPLES / "worker.sh"), "false"], env={**wenv, "QUEUE": "shfail", "MAX_JOBS": "1"}
+            ),
+            subprocess.Popen(
+                ["node", str(EXAMPLES / "worker_node.mjs")], env={**wenv, "QUEUE": "node", "MAX_JOBS": "2"}
+            ),
+        ]
+        try:
+            for run in runs:
+                run.wait(timeout=60)
+        finally:
+            for run in runs:
+                if run.poll() is None:
+                    run.kill()
+                    run.wait(timeout=5)
+        assert [run.returncode for run in runs] == [0, 0, 0]
+        for jid in ok:
+            job = c.get_job(jid)
+            assert job is not None and (job["status"], job["result"]) == ("DONE", 42)
+        dead = c.get_job(bad)
+        assert dead is not None and dead["status"] == "DEAD" and dead["last_error"] == "CommandFailed: exit status 1"
+        node_ok, node_bad = c.get_job(summed), c.get_job(broken)
+        assert node_ok is not None and node_ok["result"] == {"sum": 6}
+        assert node_bad is not None and node_bad["status"] == "DEAD"
+        assert node_bad["errors"][-1]["error"].startswith("TypeError") and node_bad["errors"][-1]["traceback"]
+        # the Python client as a worker, and a late write refused
+        py = c.enqueue("t", queue="py")["id"]
+        (job,) = worker.claim("py", max=5, lease=5)
+        assert job["id"] == py and worker.heartbeat(py, job["lease_token"])
+        assert worker.complete(py, job["lease_token"], result="done")["status"] == "DONE"
+        with pytest.raises(LeaseLost):
+            worker.complete(py, job["lease_token"])
