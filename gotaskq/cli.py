@@ -159,13 +159,22 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
     except json.JSONDecodeError as exc:
         print(f"gotaskq: --payload is not JSON: {exc}", file=sys.stderr)
         return 2
-    body: dict[str, Any] = {"type": args.type, "payload": payload, "queue": args.queue, "priority": args.priority}
+    options: dict[str, Any] = {"queue": args.queue, "priority": args.priority}
     for name in ("delay", "max_retries", "timeout", "idempotency_key", "run_at"):
         value = getattr(args, name)
         if value is not None:
-            body[name] = value
-    with _client(args, admin=False) as c:
-        return _show(c.post("/jobs", json=body))
+            options[name] = value
+    from .client import ApiError, Client
+
+    with _client(args, admin=False) as http:
+        token = http.headers.get("authorization", "").removeprefix("Bearer ") or None
+        with Client(str(http.base_url), token) as c:
+            try:
+                print(json.dumps(c.enqueue(args.type, payload, **options), indent=2))
+            except ApiError as exc:
+                print(json.dumps({"error": {"code": exc.code, "message": str(exc), "fields": exc.fields}}, indent=2))
+                return 1
+    return 0
 
 
 def _limit_arg(text: str) -> dict[str, float] | None:

@@ -77,6 +77,48 @@ def test_small_chaos_run_loses_nothing() -> None:
     assert r["violations"] == [] and r["ok"] is True and code == 0, why
 
 
+# External workers over HTTP: 200 jobs, 2 chaos_external_worker.py processes, a kill -9, a SIGSTOP
+# past the lease: about 20 s.
+EXTERNAL_RUN = [
+    "--n", "200", "--external", "2", "--seed", "20261201",
+    "--worker-kills", "1", "--stops", "1", "--redis-restarts", "0",
+    "--drain-timeout", "20", "--max-time", "50",
+]  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+@pytest.mark.redis
+@pytest.mark.timeout(90)
+def test_small_external_chaos_run_loses_nothing() -> None:
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed, and CI must run the chaos test")
+        pytest.skip("redis-server is not installed")
+    code, r, err = run_harness(EXTERNAL_RUN)
+    why = f"{json.dumps(r)}\n{err[-3000:]}"
+    assert "error" not in r, why
+    assert r["external"] == 2 and r["faults"] == {"worker_kill": 1, "sigstop": 1}, why
+    assert r["acked"] > 200, why
+    assert (r["lost"], r["stuck"], r["unexpected"], r["duplicates"]["unexplained"]) == (0, 0, 0, 0), why
+    assert r["stale_refused"]["sigstop_missing"] == 0, why
+    assert r["late_writes_refused"]["total"] >= r["late_writes_refused"]["stopped_workers"], why
+    assert r["dlq"]["count"] == r["dlq"]["poison_sent"] + r["dlq"]["poison_recovered"], why
+    assert r["invariant_violations"] == 0 and r["crashes"] == 0, why
+    assert r["violations"] == [] and r["ok"] is True and code == 0, why
+
+
+def test_external_mode_arguments() -> None:
+    chaos = load_chaos()
+    cfg = chaos.parse_args(["--external", "3", "--seed", "1"])
+    assert (cfg.external, cfg.workers) == (3, 3)
+    assert (cfg.api_kills, cfg.sigterms, cfg.term_kills, cfg.blips) == (0, 0, 0, 0)
+    assert cfg.worker_kills == chaos.Config().worker_kills and cfg.stops == chaos.Config().stops
+    for bad in (["--external", "2", "--sigterms", "1"], ["--external", "2", "--cluster"], ["--external", "-1"]):
+        with pytest.raises(SystemExit):
+            chaos.parse_args(bad)
+
+
 # -- the checker itself, on histories written by hand ------------------------------------------------
 T0 = 1_000_000.0
 

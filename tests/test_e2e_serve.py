@@ -591,6 +591,8 @@ def test_health_ready_openapi(client: httpx.Client) -> None:
 def test_cli_verbs_against_the_server(server: Proc, client: httpx.Client) -> None:
     enq = run_cli("enqueue", "noop", "--payload", '{"from": "cli"}', "--url", server.url)
     assert enq.returncode == 0, enq.stderr
+    refused = run_cli("enqueue", "noop", "--queue", "no-such-queue", "--url", server.url)
+    assert refused.returncode == 1 and json.loads(refused.stdout)["error"]["code"] == "queue_not_found"
     job = json.loads(enq.stdout)
     assert job["payload"] == {"from": "cli"}
     wait_status(client, job["id"], "DONE")
