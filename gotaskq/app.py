@@ -4,20 +4,37 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from .backends.base import Backend, Enqueued, MinuteStats, Page, QueueInfo, QueueSettings
 from .config import Settings
-from .errors import BackendUnavailable, InvalidInput, QueueNotFound, ScheduleNotFound
+from .errors import BackendUnavailable, ConfigError, InvalidInput, QueueNotFound, ScheduleNotFound
 from .handlers import Handler, HandlerRegistry
 from .job import Job, JSONValue, NewJob, job_from_fields, validate_job_id, validate_queue_name
 from .metrics import Metrics
 from .schedules import Schedule, schedule_from_json
 from .states import JobStatus
 
-TYPES_CACHE_S = 1.0  # STRICT_TYPES reads the worker registry at most this often
+TYPES_CACHE_S = 1.0
+
+
+def import_handlers(module: str) -> Any:
+    """A GOTASKQ_HANDLERS module, found from the working directory as `python -m` finds it;
+    a missing one is a ConfigError naming it (one line, no traceback)."""
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module == exc.name or module.startswith(exc.name + ".")):
+            raise ConfigError(f"GOTASKQ_HANDLERS: no module named {module!r} (looked in {cwd} and sys.path)") from None
+        raise  # STRICT_TYPES reads the worker registry at most this often
+
 
 log = logging.getLogger("gotaskq")
 DEFAULT_QUEUE = "default"
@@ -68,7 +85,7 @@ class App:
         if self._started:
             return
         for module in self.settings.handlers:
-            mod = importlib.import_module(module)
+            mod = import_handlers(module)
             register = getattr(mod, "register", None)
             if callable(register):
                 register(self)

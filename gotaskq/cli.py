@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,6 +28,8 @@ _UNSET_ARG: object = object()  # an option not given (None means "clear the limi
 
 def _settings(args: argparse.Namespace) -> Settings:
     if getattr(args, "env_file", None):
+        if not Path(args.env_file).is_file():
+            raise ConfigError(f"--env-file {args.env_file}: no such file")
         for key, value in load_env_file(args.env_file).items():
             os.environ.setdefault(key, value)  # the real environment wins over the file
     for flag, var in (("host", "HOST"), ("port", "PORT"), ("workers", "NUM_WORKERS"), ("queues", "WORKER_QUEUES")):
@@ -61,11 +64,21 @@ def cmd_serve(args: argparse.Namespace, run_workers: bool = True) -> int:
     from .api import create_app
     from .app import App
 
+    _check_handlers(settings)
     log.info("starting gotaskq %s with %s", "serve" if run_workers else "api", settings.masked())
     # NUM_WORKERS=0 makes `serve` an API-only process, as `api` is.
     workers = run_workers and settings.num_workers > 0
     _uvicorn(create_app(App(settings), run_workers=workers), settings, settings.host, settings.port)
     return 0
+
+
+def _check_handlers(settings: Settings) -> None:
+    """Import GOTASKQ_HANDLERS before the server starts: a missing module is one line, not a
+    traceback from inside uvicorn."""
+    from .app import import_handlers
+
+    for module in settings.handlers:
+        import_handlers(module)
 
 
 def cmd_api(args: argparse.Namespace) -> int:
@@ -78,6 +91,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         raise ConfigError("gotaskq worker needs REDIS_URL (the in-memory backend lives in one process: use serve)")
     from .app import App
 
+    _check_handlers(settings)
     log.info("starting gotaskq worker with %s", settings.masked())
     asyncio.run(_run_worker(App(settings), settings))
     return 0
@@ -385,6 +399,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except httpx.HTTPError as exc:
         print(f"gotaskq: cannot reach the server: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # `gotaskq dlq ls | head -1`: the reader went away; say nothing more, as cat does.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     return code
 
 
