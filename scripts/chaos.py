@@ -25,6 +25,17 @@ The JSON line gets "failover": per kill and per queue the job-start gap and the 
 
     .venv/bin/python scripts/chaos.py --cluster --n 3000 --workers 2 --rate 150 --primary-kills 2
     .venv/bin/python scripts/chaos.py --sentinel --n 2000 --primary-kills 1 --min-replicas-ack 0
+
+External workers: --external N creates the queues with "external": true and runs the jobs in N
+``scripts/chaos_external_worker.py`` processes (claim/heartbeat/complete/fail over HTTP, the same
+execution records), plus one ``gotaskq worker`` (NUM_WORKERS=1, no faults) whose recovery pass
+requeues expired leases of the external queues. Faults: --worker-kills (kill -9 an external worker,
+restart it), --stops (SIGSTOP past the lease, SIGCONT: its late writes must get 409 lease_lost,
+reported as "late_writes_refused"), --redis-restarts; --api-kills and --blips may be added;
+--sigterms and --term-kills are not available (default 0).
+
+    .venv/bin/python scripts/chaos.py --external 3 --n 3000 --worker-kills 5 --stops 2 \
+        --redis-restarts 1 --seed 7
 """
 
 from __future__ import annotations
@@ -134,6 +145,13 @@ class Config:
     topology: str = "single"  # single | cluster | sentinel
     primary_kills: int = 0
     min_replicas_ack: int = 0
+    external: int = 0  # > 0: external queues, served by this many chaos_external_worker.py processes
+    external_lease: float = 5.0  # the lease external workers claim with (and heartbeat to)
+
+    @property
+    def job_lease(self) -> float:
+        """The lease a job is held under: the claim's with --external, else VISIBILITY_TIMEOUT."""
+        return self.external_lease if self.external else self.lease
 
     @property
     def faultfree_jobs(self) -> int:
@@ -142,7 +160,7 @@ class Config:
     def fault_seconds(self) -> float:
         """About how long the plan takes: the faults run one after another."""
         each = {
-            "worker_kill": 0.3, "api_kill": 2.0, "redis_restart": 0.5, "sigstop": 2 * self.lease + 0.2,
+            "worker_kill": 0.3, "api_kill": 2.0, "redis_restart": 0.5, "sigstop": 2 * self.job_lease + 0.2,
             "sigterm": self.grace + 1.5, "sigterm_kill": self.grace / 2 + 0.3, "blip": self.blip_s / 2 + 0.2,
             "primary_kill": 9.0,  # failover (~3-5 s) and the killed node rejoining (~2-4 s)
         }  # fmt: skip
@@ -168,6 +186,8 @@ class Config:
 
 # Faults of the one-server mode; with --cluster/--sentinel they default to 0 (the failover alone).
 SINGLE_FAULTS = ("worker_kills", "api_kills", "redis_restarts", "stops", "sigterms", "term_kills", "blips")
+# Faults that default to 0 with --external (the API and blips may be asked for; SIGTERMs not at all).
+EXTERNAL_OFF = ("api_kills", "sigterms", "term_kills", "blips")
 
 
 def parse_args(argv: list[str] | None) -> Config:
@@ -181,6 +201,8 @@ def parse_args(argv: list[str] | None) -> Config:
     )
     a("--primary-kills", type=int, default=None, help="kill -9 a Redis primary (--cluster/--sentinel; default 1)")
     a("--min-replicas-ack", type=int, default=None, help="REDIS_MIN_REPLICAS_ACK (--cluster/--sentinel; default 1)")
+    a("--external", type=int, default=0, help="N external worker processes over HTTP (external queues)")
+    a("--external-lease", type=float, default=d.external_lease, help="--external: the claims' lease, seconds")
     a("--n", type=int, default=d.n, help="jobs of the chaos phase")
     a("--workers", "-w", type=int, default=d.workers, help="gotaskq worker processes (W)")
     a("--concurrency", type=int, default=d.concurrency, help="NUM_WORKERS of each worker process")
@@ -208,9 +230,18 @@ def parse_args(argv: list[str] | None) -> Config:
     v = vars(ns)
     v["topology"] = v["topology"] or "single"
     replicated = v["topology"] != "single"
+    external = v["external"]
+    if external < 0:
+        p.error("--external must be >= 0")
+    if external and replicated:
+        p.error("--external runs on one server: not with --cluster/--sentinel")
+    if external and (v["sigterms"] or v["term_kills"]):
+        p.error("--sigterms and --term-kills are not available with --external")
+    if external:
+        v["workers"] = external  # the worker slots are the external workers
     for k in SINGLE_FAULTS:
         if v[k] is None:
-            v[k] = 0 if replicated else getattr(d, k)
+            v[k] = 0 if replicated or (external and k in EXTERNAL_OFF) else getattr(d, k)
     if v["primary_kills"] is None:
         v["primary_kills"] = 1 if replicated else 0
     if v["min_replicas_ack"] is None:
@@ -246,6 +277,7 @@ class Cluster:
         self.redis: subprocess.Popen[bytes] | None = None
         self.api: subprocess.Popen[bytes] | None = None
         self.workers: list[subprocess.Popen[bytes] | None] = [None] * cfg.workers
+        self.recovery: subprocess.Popen[bytes] | None = None  # --external: the gotaskq worker that recovers
         self.worker_logs: dict[int, Path] = {}
         self.expected_exit: set[int] = set()
         self.gen = 0
@@ -333,12 +365,43 @@ class Cluster:
         )
 
     def start_api(self) -> None:
-        env = self._env(PORT=str(self.api_port), LOG_LEVEL="WARNING")
+        # BASE_DELAY/MAX_DELAY: an external worker's fail is retried after the API's delay.
+        env = self._env(PORT=str(self.api_port), LOG_LEVEL="WARNING", BASE_DELAY="50", MAX_DELAY="500")
         self.api = self._spawn([sys.executable, "-m", "gotaskq", "api"], env, "api.log")
+
+    def start_recovery(self) -> None:
+        """--external: one gotaskq worker (its handlers idle) for the recovery pass of expired leases."""
+        c = self.cfg
+        env = self._env(
+            NUM_WORKERS="1",
+            VISIBILITY_TIMEOUT=f"{c.lease}s",
+            RECOVERY_INTERVAL="250ms",
+            SHUTDOWN_GRACE=f"{c.grace}s",
+            BASE_DELAY="50",
+            MAX_DELAY="500",
+        )
+        self.recovery = self._spawn([sys.executable, "-m", "gotaskq", "worker"], env, "recovery.log")
+
+    def start_external(self, slot: int) -> subprocess.Popen[bytes]:
+        c = self.cfg
+        env = self._env(
+            CHAOS_API_URL=self.api_url,
+            CHAOS_QUEUES=",".join(self.queues),
+            CHAOS_EXEC_DIR=str(self.exec_dir),
+            CHAOS_LEASE=str(c.external_lease),
+            CHAOS_THREADS=str(c.concurrency),
+        )
+        name = f"worker-{slot}-{self.gen}.log"
+        proc = self._spawn([sys.executable, str(SCRIPTS / "chaos_external_worker.py")], env, name)
+        self.workers[slot] = proc
+        self.worker_logs[proc.pid] = self.dir / name
+        return proc
 
     def start_worker(self, slot: int) -> subprocess.Popen[bytes]:
         c = self.cfg
         self.gen += 1
+        if c.external:
+            return self.start_external(slot)
         env = self._env(
             NUM_WORKERS=str(c.concurrency),
             VISIBILITY_TIMEOUT=f"{c.lease}s",
@@ -678,7 +741,7 @@ class Run:
         t = time.time()
         self.cluster.signal(proc, signal.SIGSTOP, expect_exit=False)
         try:
-            await asyncio.sleep(2 * self.cfg.lease)
+            await asyncio.sleep(2 * self.cfg.job_lease)
         finally:
             self.cluster.signal(proc, signal.SIGCONT, expect_exit=False)
         return Fault("sigstop", t, time.time(), proc.pid)
@@ -840,6 +903,9 @@ class Run:
             if proc is not None and proc.poll() is not None and proc.pid not in c.expected_exit:
                 self._crash(f"worker-{slot}", proc, c.worker_logs.get(proc.pid))
                 c.start_worker(slot)
+        if c.recovery is not None and c.recovery.poll() is not None and c.recovery.pid not in c.expected_exit:
+            self._crash("recovery-worker", c.recovery, c.dir / "recovery.log")
+            c.start_recovery()
         if c.api is not None and c.api.poll() is not None and c.api.pid not in c.expected_exit:
             self._crash("api", c.api, c.dir / "api.log")
             c.start_api()
@@ -1039,7 +1105,7 @@ def analyse(run: Run, phases: list[Phase], scan: dict[str, Any]) -> dict[str, An
         oks = [e for e in lst if e.outcome == "ok"]
         if len(oks) < 2:
             continue
-        hits = sum(1 for e in oks if any(hit(f, e, cfg.lease) for f in run.faults))
+        hits = sum(1 for e in oks if any(hit(f, e, cfg.job_lease) for f in run.faults))
         if hits >= len(oks) - 1:
             dup_expl += 1
         else:
@@ -1047,7 +1113,7 @@ def analyse(run: Run, phases: list[Phase], scan: dict[str, Any]) -> dict[str, An
             note("unexplained_duplicates", jid)
     # interrupted executions (no end, or cancelled) must each be hit by a fault
     for e in execs:
-        if e.outcome in (None, "cancelled") and not any(hit(f, e, cfg.lease) for f in run.faults):
+        if e.outcome in (None, "cancelled") and not any(hit(f, e, cfg.job_lease) for f in run.faults):
             note("unexplained_interrupted", f"{e.id}@{e.pid}")
     # the fault-free phase: exactly the expected number of executions per job
     for ph in phases:
@@ -1125,6 +1191,8 @@ def analyse(run: Run, phases: list[Phase], scan: dict[str, Any]) -> dict[str, An
 
     chaos = next(p for p in phases if p.name == "chaos")
     counts = {k: len(v) for k, v in ex.items()}
+    stopped = {f.pid for f in run.faults if f.kind == "sigstop"}
+    late_stopped = sum(len(v["completion"]) + len(v["failure"]) for pid, v in stale.items() if pid in stopped)
     result: dict[str, Any] = {
         "acked": len(acked),
         "acked_replayed": sum(1 for s in acked.values() if s.replayed),
@@ -1143,6 +1211,9 @@ def analyse(run: Run, phases: list[Phase], scan: dict[str, Any]) -> dict[str, An
             "sigstop_missing": missing_stale,
         },
         "dlq": {"count": dlq, "poison_sent": poison_sent, "poison_recovered": poison_recovered},
+        # 409 lease_lost answers to writes after the lease ran out (external workers; in-process
+        # ones log the same refusals): all of them, and those of SIGSTOPped workers.
+        "late_writes_refused": {"total": n_stale_c + n_stale_f, "stopped_workers": late_stopped},
         "faults": dict(faults),
         "recover_s": {"n": len(recover), "p50": pct(recover, 0.5), "p99": pct(recover, 0.99), "max": pct(recover, 1.0)},
         "drain_s": None if chaos.t_drained is None else round(chaos.t_drained - chaos.t_submitted, 2),
@@ -1291,16 +1362,28 @@ async def start(run: Run) -> None:
         raise RuntimeError(f"gotaskq api did not start: {(c.dir / 'api.log').read_text()[-1000:]}")
     async with httpx.AsyncClient(base_url=c.api_url, timeout=10) as client:
         for q in c.queues:
-            resp = await client.post(f"/queue/{q}")
+            resp = await client.post(f"/queue/{q}", json={"external": True} if run.cfg.external else None)
             if resp.status_code not in (200, 201):
                 raise RuntimeError(f"POST /queue/{q}: {resp.status_code} {resp.text}")
     for slot in range(run.cfg.workers):
         c.start_worker(slot)
+    if run.cfg.external:
+        c.start_recovery()
+        # The fault-free phase measures the workers, not their start-up: wait until each one claims.
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not all(
+            (p := c.worker_logs.get(w.pid)) is not None and p.exists() and b"external worker up" in p.read_bytes()
+            for w in c.workers
+            if w is not None
+        ):
+            if time.monotonic() > deadline:
+                raise RuntimeError("external workers did not start")
+            await asyncio.sleep(0.1)
 
 
 async def stop_workers(run: Run) -> None:
     """Graceful stop: each worker gets SIGTERM and grace + 10 s before SIGKILL."""
-    procs = [p for p in run.cluster.workers if p is not None]
+    procs = [p for p in [*run.cluster.workers, run.cluster.recovery] if p is not None]
     for p in procs:
         run.cluster.signal(p, signal.SIGTERM)
     for p in procs:
@@ -1336,6 +1419,8 @@ async def experiment(run: Run) -> dict[str, Any]:
             await supervisor
     await stop_workers(run)
     out: dict[str, Any] = {"ok": False, "seed": cfg.seed, "n": cfg.n, "workers": cfg.workers, "topology": cfg.topology}
+    if cfg.external:
+        out["external"] = cfg.external
     if cfg.topology != "single":
         out["min_replicas_ack"] = cfg.min_replicas_ack
     out |= analyse(run, phases, scan)

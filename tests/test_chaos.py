@@ -78,10 +78,10 @@ def test_small_chaos_run_loses_nothing() -> None:
 
 
 # External workers over HTTP: 200 jobs, 2 chaos_external_worker.py processes, a kill -9, a SIGSTOP
-# past the lease: about 20 s.
+# past the (3 s) lease: about 20 s.
 EXTERNAL_RUN = [
     "--n", "200", "--external", "2", "--seed", "20261201",
-    "--worker-kills", "1", "--stops", "1", "--redis-restarts", "0",
+    "--worker-kills", "1", "--stops", "1", "--redis-restarts", "0", "--external-lease", "3",
     "--drain-timeout", "20", "--max-time", "50",
 ]  # fmt: skip
 
