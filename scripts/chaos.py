@@ -1050,6 +1050,17 @@ def stale_refusals(paths: dict[int, Path]) -> dict[int, dict[str, list[str]]]:
     return out
 
 
+def refused_after_retry(paths: dict[int, Path]) -> int:
+    """Stale-write refusals an external worker logged with after_retry (chaos_external_worker.py)."""
+    n = 0
+    for path in paths.values():
+        if path.exists():
+            for line in path.read_text(errors="replace").splitlines():
+                if "stale " in line and '"after_retry":true' in line:
+                    n += 1
+    return n
+
+
 def analyse(run: Run, phases: list[Phase], scan: dict[str, Any]) -> dict[str, Any]:
     cfg = run.cfg
     run.tracker.poll()
@@ -1193,6 +1204,7 @@ def analyse(run: Run, phases: list[Phase], scan: dict[str, Any]) -> dict[str, An
     counts = {k: len(v) for k, v in ex.items()}
     stopped = {f.pid for f in run.faults if f.kind == "sigstop"}
     late_stopped = sum(len(v["completion"]) + len(v["failure"]) for pid, v in stale.items() if pid in stopped)
+    late_retried = refused_after_retry(run.cluster.worker_logs)
     result: dict[str, Any] = {
         "acked": len(acked),
         "acked_replayed": sum(1 for s in acked.values() if s.replayed),
@@ -1213,7 +1225,13 @@ def analyse(run: Run, phases: list[Phase], scan: dict[str, Any]) -> dict[str, An
         "dlq": {"count": dlq, "poison_sent": poison_sent, "poison_recovered": poison_recovered},
         # 409 lease_lost answers to writes after the lease ran out (external workers; in-process
         # ones log the same refusals): all of them, and those of SIGSTOPped workers.
-        "late_writes_refused": {"total": n_stale_c + n_stale_f, "stopped_workers": late_stopped},
+        # after_retry: the refused try followed a 5xx or a lost answer, so the write refused may be
+        # the worker's own, applied by the try whose answer was lost (external workers only).
+        "late_writes_refused": {
+            "total": n_stale_c + n_stale_f,
+            "stopped_workers": late_stopped,
+            "after_retry": late_retried,
+        },
         "faults": dict(faults),
         "recover_s": {"n": len(recover), "p50": pct(recover, 0.5), "p99": pct(recover, 0.99), "max": pct(recover, 1.0)},
         "drain_s": None if chaos.t_drained is None else round(chaos.t_drained - chaos.t_submitted, 2),

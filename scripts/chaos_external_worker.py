@@ -71,7 +71,14 @@ class Worker:
             return self.exec_log.next_exec_id()
 
     # -- HTTP with retries -------------------------------------------------------------------
-    def _retry(self, what: str, fn: Any, deadline_s: float = RETRY_FOR_S) -> Any:
+    def _retry(
+        self,
+        what: str,
+        fn: Any,
+        deadline_s: float = RETRY_FOR_S,
+        job_id: str | None = None,
+        tries: list[int] | None = None,
+    ) -> Any:
         """Call fn until it answers; 5xx and transport errors are retried, other refusals raised."""
         deadline = time.monotonic() + deadline_s
         delay = 0.05
@@ -86,6 +93,10 @@ class Worker:
                 err: str = str(exc)
             except httpx.HTTPError as exc:
                 err = f"{type(exc).__name__}: {exc}"
+            if tries is not None:
+                tries[0] += 1
+            if what != "claim":  # a claim's retry is routine; a write's is worth a line
+                log("WARNING", f"{what} retried: {err}", job_id=job_id)
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{what}: no answer in {deadline_s:g}s: {err}")
             time.sleep(delay)
@@ -110,14 +121,17 @@ class Worker:
                 error = f"ChaosFailure: flaky job: attempt {att} fails"
             outcome = "ok" if error is None else "fail"
             self.exec_log.write({"ev": "end", **base, "t": time.time(), "outcome": outcome})
+            tries = [0]  # failed tries before the answer: a 409 after a 5xx may refuse our own applied write
             try:
                 if error is None:
-                    self._retry("complete", lambda: client.complete(jid, token, result={"x": x}))
+                    done = lambda: client.complete(jid, token, result={"x": x})  # noqa: E731
+                    self._retry("complete", done, job_id=jid, tries=tries)
                 else:
-                    self._retry("fail", lambda: client.fail(jid, token, error))
+                    self._retry("fail", lambda: client.fail(jid, token, error), job_id=jid, tries=tries)
             except LeaseLost:
                 what = "completion" if error is None else "failure"
-                log("WARNING", f"stale {what} refused: the lease expired and the job was recovered", job_id=jid)
+                msg = f"stale {what} refused: the lease expired and the job was recovered"
+                log("WARNING", msg, job_id=jid, after_retry=tries[0] > 0)
         finally:
             with self.lock:
                 if self.inflight.get(jid) == token:
