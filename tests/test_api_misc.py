@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.routing import Route
 
 from gotaskq.api import create_app
-from gotaskq.errors import BackendUnavailable, StaleLease
+from gotaskq.errors import BackendUnavailable, GotaskqError
 
 pytest_plugins = ["api_support"]
 
@@ -171,7 +171,7 @@ async def test_head_is_served_for_get_routes(api: Api) -> None:
     assert r.status_code == 200
 
 
-@pytest.mark.parametrize("exc", [RuntimeError("bug"), StaleLease("odd"), KeyError("x")])
+@pytest.mark.parametrize("exc", [RuntimeError("bug"), GotaskqError("odd"), KeyError("x")])
 async def test_unexpected_error_is_500_json_and_logged(
     api: Api, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, exc: Exception
 ) -> None:

@@ -7,7 +7,7 @@ from api_support import Api, error_code, error_fields
 
 pytest_plugins = ["api_support"]
 
-NO_LIMITS = {"concurrency": None, "rate_limit": None}
+NO_LIMITS = {"concurrency": None, "rate_limit": None, "external": False}
 EMPTY = {"paused": False, "pending": 0, "scheduled": 0, "running": 0, "dead": 0, **NO_LIMITS}
 
 

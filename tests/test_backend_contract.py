@@ -112,6 +112,7 @@ async def test_queue_info_counts_each_state(backend: Backend) -> None:
         "dead": 0,
         "concurrency": None,
         "rate_limit": None,
+        "external": False,
     }
     pending = [await enq(backend), await enq(backend)]
     scheduled = await enq(backend, delay=60)

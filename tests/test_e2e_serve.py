@@ -482,6 +482,7 @@ def test_queue_routes(client: httpx.Client) -> None:
         "dead": 0,
         "concurrency": None,
         "rate_limit": None,
+        "external": False,
     }
     for path in ("/queue/nope", "/queue/nope/pause", "/queue/nope/resume"):
         r = client.get(path) if path == "/queue/nope" else client.post(path)
