@@ -1146,7 +1146,12 @@ def analyse(run: Run, phases: list[Phase], scan: dict[str, Any]) -> dict[str, An
             if e.pid == f.pid and e.t_start <= f.t1 and e.outcome is None:
                 later = [x.t_start for x in by_id[e.id] if x.t_start > e.t_start]
                 if not later:
-                    if status.get(e.id) != "DEAD":
+                    # An earlier execution finished it: the killed one ran a stale claim (a worker
+                    # SIGSTOPped past its lease, then SIGCONTed) and needs no rerun.
+                    done_before = status.get(e.id) == "DONE" and any(
+                        x.outcome == "ok" and x.t_start < e.t_start for x in by_id[e.id]
+                    )
+                    if status.get(e.id) != "DEAD" and not done_before:
                         note("never_rerun_after_kill", e.id)
                 elif min(later) > f.t1:  # else an earlier fault (a SIGSTOP) had it recovered already
                     recover.append(min(later) - f.t1)
