@@ -136,3 +136,29 @@ async def test_worker_token_guards_the_worker_routes(make_api: Any) -> None:
     assert (await only_api.client.post("/queue/ext/claim")).status_code == 401
     r = await only_api.client.post("/queue/ext/claim", headers={"Authorization": "Bearer api-secret"})
     assert r.status_code == 200, "without WORKER_TOKEN the worker routes follow API_TOKEN"
+
+
+async def test_an_applied_completion_answers_200_even_if_the_reread_fails(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by chaos --external: a connection that died in a Redis restart failed the re-read
+    after the completion was applied; the 503 made the worker's retry a confusing 409."""
+    from gotaskq.errors import BackendUnavailable
+
+    await external_queue(api)
+    job = await api.job("ext")
+    (claimed,) = (await api.client.post("/queue/ext/claim")).json()["jobs"]
+    backend = api.app.backend
+    real_get = backend.get_job
+    calls = 0
+
+    async def flaky_get(job_id: str) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls > 1:  # the first read (the job before completing) works, the re-read does not
+            raise BackendUnavailable("redis unreachable: Connection closed by server")
+        return await real_get(job_id)
+
+    monkeypatch.setattr(backend, "get_job", flaky_get)
+    r = await api.client.post(f"/jobs/{job['id']}/complete", json={"lease_token": claimed["lease_token"], "result": 7})
+    assert r.status_code == 200 and (r.json()["status"], r.json()["result"]) == ("DONE", 7)
