@@ -820,7 +820,7 @@ async def test_purge_dead(backend: Backend) -> None:
 
 # -- expiry and listings -----------------------------------------------------------------
 async def test_finished_jobs_expire_after_the_ttl(make_backend: MakeBackend) -> None:
-    backend = await make_backend(complete_job_ttl=0.2)
+    backend = await make_backend(complete_job_ttl=1.0)  # room for the steps below on a slow machine
     done, cancelled = await enq(backend), await enq(backend, delay=60)
     dead = await enq(backend, max_retries=0)
     batch = await backend.claim("default", 2, LEASE_MS)
@@ -829,7 +829,7 @@ async def test_finished_jobs_expire_after_the_ttl(make_backend: MakeBackend) -> 
     await backend.fail(tok[dead.id].job, tok[dead.id].token, "boom", 0)
     await backend.cancel(cancelled.id)
     assert await status_of(backend, done.id) is S.DONE
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(1.3)
     assert await backend.get_job(done.id) is None
     assert await backend.get_job(cancelled.id) is None
     assert await status_of(backend, dead.id) is S.DEAD  # the DLQ keeps its jobs
