@@ -54,7 +54,6 @@ class Backlog:
         self._client = client
         self.index: list[Run] = []
         self.active: set[str] = set()
-        self._size = 0
         self._task: asyncio.Task[None] | None = None
 
     def keep(self, runs: Sequence[Run] = (), active: str | None = None) -> None:
