@@ -10,7 +10,7 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 # Only what the wheel is built from: tests, deploy files and caches stay out of the image.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY gotaskq ./gotaskq
 COPY lua ./lua
 RUN pip install .
@@ -27,9 +27,10 @@ COPY --from=build /opt/venv /opt/venv
 USER gotaskq
 WORKDIR /tmp
 EXPOSE 8000
-# `gotaskq health` asks this container's own /healthz (it dials 127.0.0.1 when HOST is 0.0.0.0),
-# so the image needs no curl.
-HEALTHCHECK --interval=10s --timeout=5s --start-period=15s --retries=3 CMD ["gotaskq", "health"]
+# Readiness, not liveness: `gotaskq health --ready` asks this container's own /readyz (it dials
+# 127.0.0.1 when HOST is 0.0.0.0), which answers 503 while Redis cannot be reached, so an
+# orchestrator sees "unhealthy" when the service cannot take jobs. No curl in the image.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=15s --retries=3 CMD ["gotaskq", "health", "--ready"]
 # Exec form: gotaskq is PID 1 and gets SIGTERM itself, so it drains jobs for SHUTDOWN_GRACE.
 ENTRYPOINT ["gotaskq"]
 CMD ["serve"]
