@@ -72,6 +72,7 @@ class App:
         self.registry = HandlerRegistry()
         self.metrics = Metrics()
         self._started = False
+        self.workers: list[Any] = []  # Worker pools made by worker(): a signal handler stops them
         self._live_types: set[str] = set()
         self._types_at = float("-inf")
         if builtins:
@@ -293,4 +294,6 @@ class App:
         """A Worker pool for this app (``await worker.run()`` until ``worker.stop()``)."""
         from .worker import Worker
 
-        return Worker(self, concurrency=concurrency)
+        worker = Worker(self, concurrency=concurrency)
+        self.workers.append(worker)
+        return worker

@@ -45,6 +45,7 @@ class UnknownJobType(GotaskqError):
 @dataclass(slots=True)
 class _InFlight:
     claimed: Claimed
+    lease_until_ms: int = 0  # this process's view of the lease deadline (for GET /workers)
     lost: bool = False  # a heartbeat found the lease gone: our writes will be refused
 
 
@@ -95,6 +96,7 @@ class Worker:
         self._busy = 0  # slots taken: claimed jobs whose handler has not returned yet
         self._ready: asyncio.Queue[Claimed | None] = asyncio.Queue()
         self._stopping = asyncio.Event()
+        self._no_grace = asyncio.Event()
         self._stopped = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._idle = asyncio.Event()
@@ -142,13 +144,18 @@ class Worker:
     def request_stop(self) -> None:
         self._stopping.set()
 
+    def stop_now(self) -> None:
+        """Stop without the grace period: jobs still running are released at once."""
+        self._stopping.set()
+        self._no_grace.set()
+
     async def _shutdown(
         self, runners: list[asyncio.Task[None]], claiming: list[asyncio.Task[None]], heartbeat: asyncio.Task[None]
     ) -> None:
         await _cancel(claiming)
         # Heartbeats go on through the grace period: jobs finishing now keep their leases.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wait_idle(), self.settings.shutdown_grace)
+            await asyncio.wait_for(_first(self._wait_idle(), self._no_grace.wait()), self.settings.shutdown_grace)
         # Grace is over: cancel what still runs. A runner cancelled mid-bookkeeping may still
         # have its completion applied; releasing that job is then refused by its token.
         self._abandon = True
@@ -172,6 +179,16 @@ class Worker:
             "started_at": iso_ms(self._started_ms),
             "last_seen_at": iso_ms(now),
             "jobs": sorted({jid for jid, _ in self._inflight}),
+            "running": [
+                {
+                    "id": e.claimed.job.id,
+                    "queue": e.claimed.job.queue,
+                    "type": e.claimed.job.type,
+                    "started_at": iso_ms(e.claimed.job.started_at or now),
+                    "lease_expires_at": iso_ms(e.lease_until_ms or now),
+                }
+                for e in self._inflight.values()
+            ],
         }
 
     async def _registry_loop(self) -> None:
@@ -288,8 +305,9 @@ class Worker:
                 task = asyncio.create_task(self._forget_idle(q))
                 self._deferred.add(task)
                 task.add_done_callback(self._deferred.discard)
+            lease_until = now_ms() + self.lease_ms
             for c in batch.jobs:
-                self._inflight[(c.job.id, c.token)] = _InFlight(c)
+                self._inflight[(c.job.id, c.token)] = _InFlight(c, lease_until)
                 self._ready.put_nowait(c)
             got += len(batch.jobs)
             self._busy += len(batch.jobs)
@@ -517,17 +535,22 @@ class Worker:
                 if not entry.lost:
                     by_queue.setdefault(entry.claimed.job.queue, []).append((jid, token))
             for queue, leases in by_queue.items():
+                until_ms = now_ms() + self.lease_ms
                 try:
                     held = await self.backend.extend_leases(queue, leases, self.lease_ms)
                 except Exception as exc:  # a heartbeat loop that dies would lose every lease
                     log.warning("heartbeat failed for queue %s: %s", queue, exc)
                     continue
-                self._mark_lost(leases, held)
+                self._mark_lost(leases, held, until_ms)
 
-    def _mark_lost(self, leases: Sequence[tuple[str, int]], held: Sequence[bool]) -> None:
+    def _mark_lost(self, leases: Sequence[tuple[str, int]], held: Sequence[bool], until_ms: int) -> None:
         for lease, ok in zip(leases, held, strict=True):
             entry = self._inflight.get(lease)
-            if not ok and entry is not None:
+            if entry is None:
+                continue
+            if ok:
+                entry.lease_until_ms = until_ms
+            else:
                 entry.lost = True
 
     async def _recovery_loop(self) -> None:
@@ -561,6 +584,16 @@ class Worker:
             if rec.dead:
                 self._child("dead", queue).inc(len(rec.dead))
             log.warning("recovered %d expired lease(s) in %s (%d to the DLQ)", n, queue, len(rec.dead))
+
+
+async def _first(*waits: Awaitable[Any]) -> None:
+    """Return when the first of ``waits`` returns (the others are cancelled)."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
