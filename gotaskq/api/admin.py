@@ -1,4 +1,5 @@
-"""The admin web UI: its page, static assets and config, and the two JSON reads it needs.
+"""The admin web UI: its page, static assets and config, and the JSON routes only it needs
+(job listings with filters, bulk actions, run now).
 
 The UI is plain JavaScript over the JSON API (``gotaskq/admin_static``). It authenticates
 with a Bearer header from JavaScript, never a cookie, so there is no CSRF to defend against;
@@ -17,7 +18,7 @@ from starlette.routing import BaseRoute
 
 from ..errors import InvalidInput
 from ..states import JobStatus
-from . import params
+from . import admin_bulk, admin_search, params
 from .auth import Area
 from .responses import JSONResponse, error_response
 from .routing import route
@@ -32,6 +33,10 @@ ASSETS = MappingProxyType(
         "app.js": "text/javascript; charset=utf-8",
         "app.css": "text/css; charset=utf-8",
         "favicon.svg": "image/svg+xml",
+        "dom.js": "text/javascript; charset=utf-8",
+        "chart.js": "text/javascript; charset=utf-8",
+        "jobs.js": "text/javascript; charset=utf-8",
+        "pages.js": "text/javascript; charset=utf-8",
     }
 )
 CSP = "; ".join(
@@ -62,10 +67,13 @@ SECURITY_HEADERS = MappingProxyType(
     }
 )
 LISTABLE = MappingProxyType(
-    {s.value.lower(): s for s in (JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.RUNNING, JobStatus.DEAD)}
+    {
+        s.value.lower(): s
+        for s in (JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.RUNNING, JobStatus.DEAD, JobStatus.DONE)
+    }
 )
 DEFAULT_STATS_MINUTES = 15
-MAX_STATS_MINUTES = 120
+MAX_STATS_MINUTES = 1440  # the backends keep 25 h of per-minute stats
 _DIGITS = re.compile(r"[0-9]{1,4}")
 
 
@@ -96,8 +104,8 @@ async def ui_config(request: Request) -> Response:
     return JSONResponse(body, headers={**SECURITY_HEADERS, "Cache-Control": "no-store"})
 
 
-def _state(request: Request) -> JobStatus:
-    raw = request.query_params.get("state") or "pending"
+def _state(request: Request, default: str = "pending") -> JobStatus:
+    raw = request.query_params.get("state") or default
     status = LISTABLE.get(raw.lower())
     if status is None:
         raise InvalidInput("unknown state", {"state": f"must be one of {', '.join(LISTABLE)}"})
@@ -114,11 +122,30 @@ def _minutes(request: Request) -> int:
 
 
 async def queue_jobs(request: Request) -> Response:
-    """``GET /queue/{name}/jobs?state=&limit=&cursor=``: one state of a queue, newest first."""
+    """``GET /queue/{name}/jobs?state=&limit=&cursor=&type=&error=&id=&retried=``: one state
+    of a queue, newest first; with a filter, the matches among the next SCAN_BUDGET jobs."""
     name = params.path_queue(request)
     status, limit, cursor = _state(request), params.limit(request), params.cursor(request)
-    page = await gotaskq_app(request).list_jobs(name, status, limit, cursor)
-    return JSONResponse({"jobs": [j.to_dict() for j in page.jobs], "next_cursor": page.next_cursor})
+    where = admin_search.filter_from_query(request)
+    app = gotaskq_app(request)
+    if where.empty:
+        page = await app.list_jobs(name, status, limit, cursor)
+        return JSONResponse({"jobs": [j.to_dict() for j in page.jobs], "next_cursor": page.next_cursor})
+    return JSONResponse((await admin_search.scan(app, name, status, where, limit, cursor)).to_dict())
+
+
+async def search_jobs(request: Request) -> Response:
+    """``GET /admin/jobs?queue=&state=dead&...``: as above, across every queue when queue is absent."""
+    queue = params.optional_queue(request)
+    status, limit, cursor = _state(request, "dead"), params.limit(request), params.cursor(request)
+    where = admin_search.filter_from_query(request)
+    return JSONResponse((await admin_search.scan(gotaskq_app(request), queue, status, where, limit, cursor)).to_dict())
+
+
+async def run_now(request: Request) -> Response:
+    """``POST /jobs/{id}/run-now``: a SCHEDULED job (a delayed job or a retry) PENDING now."""
+    job = await gotaskq_app(request).run_now(params.job_id(request))
+    return JSONResponse(job.to_dict())
 
 
 async def queue_stats(request: Request) -> Response:
@@ -129,7 +156,7 @@ async def queue_stats(request: Request) -> Response:
 
 
 def admin_routes() -> list[BaseRoute]:
-    """The UI (open: it asks for the token itself) and its JSON reads (behind ADMIN_TOKEN)."""
+    """The UI (open: it asks for the token itself) and its JSON routes (behind ADMIN_TOKEN)."""
     return [
         route("/admin", None, {"GET": index}),
         route("/admin/", None, {"GET": index}),
@@ -137,4 +164,7 @@ def admin_routes() -> list[BaseRoute]:
         route("/admin/static/{file}", None, {"GET": static}),
         route("/queue/{name}/jobs", Area.ADMIN, {"GET": queue_jobs}),
         route("/queue/{name}/stats", Area.ADMIN, {"GET": queue_stats}),
+        route("/admin/jobs", Area.ADMIN, {"GET": search_jobs}),
+        route("/admin/bulk", Area.ADMIN, {"POST": admin_bulk.bulk}),
+        route("/jobs/{id}/run-now", Area.ADMIN, {"POST": run_now}),
     ]

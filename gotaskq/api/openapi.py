@@ -13,7 +13,7 @@ from typing import Any
 
 from .. import schedules
 from ..job import JOB_ID_RE, JOB_REQUEST_FIELDS, QUEUE_NAME_RE, JobField, run_at_horizon
-from . import external, queue_input
+from . import admin_bulk, admin_search, external, queue_input
 from .admin import DEFAULT_STATS_MINUTES, LISTABLE, MAX_STATS_MINUTES
 from .job_input import MAX_BATCH
 from .params import CURSOR_RE, DEFAULT_LIMIT, MAX_LIMIT
@@ -351,22 +351,40 @@ def _paths() -> dict[str, Schema]:
         },
         "/queue/{name}/jobs": {
             "get": _op(
-                "A queue's jobs in one state, newest first (admin UI)",
+                "A queue's jobs in one state, newest first (admin UI); with a filter, the matches "
+                f"among the next {admin_search.SCAN_BUDGET} jobs or so (next_cursor continues)",
                 "queues",
-                {200: _json(_ref("DeadPage"), "A page of jobs")},
+                {200: _json(_ref("FilteredPage"), "A page of jobs")},
                 (*ADMIN_READ_ERRORS, 404, 422),
-                parameters=[
-                    QUEUE_NAME,
-                    _param(
-                        "state",
-                        "query",
-                        {"type": "string", "enum": list(LISTABLE), "default": "pending"},
-                        "Which state (case does not matter); absent: pending",
-                        empty_is_default=True,
-                    ),
-                    LIMIT,
-                    CURSOR,
-                ],
+                parameters=[QUEUE_NAME, _state_param("pending"), LIMIT, CURSOR, *admin_search.query_parameters()],
+            )
+        },
+        "/admin/jobs": {
+            "get": _op(
+                "Search one queue's jobs in one state, or every queue's (admin UI): matches among "
+                f"the next {admin_search.SCAN_BUDGET} jobs or so, newest first; next_cursor continues",
+                "queues",
+                {200: _json(_ref("FilteredPage"), "A page of matches")},
+                (*ADMIN_READ_ERRORS, 404, 422),
+                parameters=[QUEUE_QUERY, _state_param("dead"), LIMIT, CURSOR, *admin_search.query_parameters()],
+            )
+        },
+        "/admin/bulk": {
+            "post": _op(
+                f"One action on many jobs, by ids or by a filter (at most {admin_bulk.MAX_BULK} a request)",
+                "queues",
+                {200: _json(_ref("BulkResult"), "What happened: matched, done, and each job that failed")},
+                (*ADMIN_WRITE_ERRORS, 400, 404, 413, 422),
+                body="BulkRequest",
+            )
+        },
+        "/jobs/{id}/run-now": {
+            "post": _op(
+                "Run a SCHEDULED job (delayed, or waiting for a retry) now: PENDING at once",
+                "queues",
+                {200: JOB},
+                (*ADMIN_WRITE_ERRORS, 404, 409),
+                parameters=[JOB_ID],
             )
         },
         "/queue/{name}/stats": {
@@ -430,6 +448,16 @@ def _paths() -> dict[str, Schema]:
         },
         "/openapi.json": {"get": _op("This document", "ops", {200: _json({"type": "object"}, "OpenAPI 3.1")}, ())},
     }
+
+
+def _state_param(default: str) -> Schema:
+    return _param(
+        "state",
+        "query",
+        {"type": "string", "enum": list(LISTABLE), "default": default},
+        f"Which state (case does not matter); absent: {default}",
+        empty_is_default=True,
+    )
 
 
 def _html() -> Schema:
@@ -574,6 +602,18 @@ def _schemas() -> dict[str, Schema]:
                 "next_cursor": {"type": ["string", "null"]},
             },
         },
+        "FilteredPage": {
+            "type": "object",
+            "required": ["jobs", "next_cursor"],
+            "properties": {
+                "jobs": {"type": "array", "items": _ref("Job")},
+                "next_cursor": {"type": ["string", "null"]},
+                "scanned": {"type": "integer", "minimum": 0, "description": "Jobs examined (with a filter)"},
+            },
+        },
+        "BulkFilter": admin_bulk.filter_schema(),
+        "BulkRequest": admin_bulk.request_schema(),
+        "BulkResult": admin_bulk.result_schema(),
         "QueueInfo": {
             "type": "object",
             "required": [
@@ -645,6 +685,20 @@ def _schemas() -> dict[str, Schema]:
                             "started_at": {"type": "string", "format": "date-time"},
                             "last_seen_at": {"type": "string", "format": "date-time"},
                             "jobs": {"type": "array", "items": {"type": "string"}},
+                            "running": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "id": {"type": "string"},
+                                        "queue": {"type": "string"},
+                                        "type": {"type": "string"},
+                                        "started_at": {"type": ["string", "null"], "format": "date-time"},
+                                        "lease_expires_at": {"type": ["string", "null"], "format": "date-time"},
+                                    },
+                                },
+                                "description": "The jobs running now, with their start and lease deadline",
+                            },
                         },
                     },
                 }
