@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Core benchmark of gotaskq, and (``--peers``) the same workload on arq, RQ and Dramatiq.
+"""Core benchmark of gotaskq, and (``--peers``) the same workload on arq, RQ, Dramatiq and BullMQ.
 
 Starts its own redis-server (loopback, free port, temp dir, no persistence) and stops it by pid
 at the end, even on error. Prints ONE JSON line per run (per system with --peers, plus a ratio
@@ -7,7 +7,14 @@ line) to stdout; progress goes to stderr.
 
     .venv/bin/python scripts/bench_core.py [--n 20000] [--concurrency 50] [--skip-memory]
                                            [--backends memory,redis]
-    .venv/bin/python scripts/bench_core.py --peers arq,rq,dramatiq [--n 20000] [--concurrency 50]
+    .venv/bin/python scripts/bench_core.py --peers arq,rq,dramatiq,bullmq [--n 20000] [--concurrency 50]
+    .venv/bin/python scripts/bench_core.py --peers all          # the same four
+
+Processing (Redis) also reports the CPU each system spends per processed job over the drain:
+``worker_cpu_us_per_job`` (utime+stime of the process the worker runs in, /proc/<pid>/stat: this
+script's for gotaskq, the peer's own process for the others) and ``redis_cpu_us_per_job`` (the
+redis-server's). BullMQ runs under node with bullmq + ioredis from npm, installed once into
+``<peer-cache>/bullmq``; without node, npm or the registry it is skipped with a message.
 """
 
 from __future__ import annotations
@@ -54,6 +61,9 @@ TTL_JOBS = 10_000
 TTL_S = 1.0
 TTL_SLACK_S = 1.5
 PEER_PACKAGES = {"arq": ["arq", "hiredis"], "rq": ["rq", "hiredis"], "dramatiq": ["dramatiq[redis]", "hiredis"]}
+NODE_PEER_PACKAGES = {"bullmq": ["bullmq", "ioredis"]}  # npm packages, into <peer-cache>/bullmq
+ALL_PEERS = [*PEER_PACKAGES, *NODE_PEER_PACKAGES]
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def log(msg: str) -> None:
@@ -143,6 +153,22 @@ def redis_info(url: str) -> dict[str, Any]:
 def key_names(url: str) -> set[str]:
     with redis.Redis.from_url(url) as r:
         return {k.decode() for k in r.scan_iter(count=1000)}
+
+
+def redis_pid(url: str) -> int:
+    with redis.Redis.from_url(url) as r:
+        return int(r.info("server")["process_id"])
+
+
+def cpu_s(pid: int) -> float:
+    """utime + stime of a process (all its threads), in seconds, from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def us_per_job(seconds: float, jobs: int) -> float:
+    return round(seconds * 1e6 / max(jobs, 1), 1)
 
 
 def flushall(url: str) -> None:
@@ -298,9 +324,12 @@ async def wait_for(cond: Callable[[], Awaitable[bool]], timeout: float, what: st
         await asyncio.sleep(0.005)
 
 
-async def process_all(app: App, n: int, c: int, timeout: float) -> float:
-    """Start a worker on N waiting jobs; time until N are DONE and nothing waits or runs."""
+async def process_all(app: App, n: int, c: int, timeout: float, url: str | None) -> tuple[float, dict[str, Any]]:
+    """Start a worker on N waiting jobs; time until N are DONE and nothing waits or runs.
+    Also the CPU per job over that time of this process (the worker runs in it) and of Redis."""
+    rpid = redis_pid(url) if url is not None else None
     worker = app.worker(concurrency=c)
+    cpu0 = (cpu_s(os.getpid()), cpu_s(rpid) if rpid else 0.0)
     t0 = time.perf_counter()
     task = asyncio.create_task(worker.run())
     try:
@@ -314,12 +343,18 @@ async def process_all(app: App, n: int, c: int, timeout: float) -> float:
         await wait_for(all_done, timeout, f"{n} completions", task)
         await wait_for(drained, timeout, "an empty queue", task)
         dt = time.perf_counter() - t0
+        cpu1 = (cpu_s(os.getpid()), cpu_s(rpid) if rpid else 0.0)
     finally:
         await worker.stop()
         await task
     if (done := done_count(app)) != n:
         raise RuntimeError(f"expected {n} completions, counted {done}")
-    return rate(n, dt)
+    cpu = {
+        "worker_cpu_us_per_job": us_per_job(cpu1[0] - cpu0[0], n),
+        "redis_cpu_us_per_job": us_per_job(cpu1[1] - cpu0[1], n) if rpid else None,
+        "cpu_measured_over": "drain; worker = this process (in-process App worker, /proc/self/stat)",
+    }
+    return rate(n, dt), cpu
 
 
 async def idle_latency(app: App, probes: Probes, c: int, rng: random.Random) -> dict[str, float]:
@@ -371,7 +406,8 @@ async def bench_backend(name: str, url: str | None, n: int, c: int) -> dict[str,
     app = await fresh_app(url, n, c)
     out["bulk_enqueue_per_s"] = await enqueue_bulk(app, n)
     log(f"{name}: process {n} with concurrency {c}")
-    out["processed_per_s"] = await process_all(app, n, c, timeout)
+    out["processed_per_s"], cpu = await process_all(app, n, c, timeout, url)
+    out |= cpu
     await app.close()
     if url is not None:
         log(f"{name}: POST /jobs/batch to `gotaskq api`, {BULK_CHUNK} jobs a request, {HTTP_BATCH_CALLERS} callers")
@@ -477,47 +513,85 @@ def peer_python(peer: str, cache: Path) -> Path:
     return py
 
 
+class PeerSkipped(Exception):
+    """A peer that cannot run on this machine (no node, no npm, no registry): a message, not a crash."""
+
+
+def node_peer_dir(peer: str, cache: Path) -> Path:
+    """The npm folder holding the peer's packages (installed from the npm registry once, reused
+    after): <cache>/<peer>/node_modules."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None:
+        raise PeerSkipped("node is not installed (apt-get install -y nodejs npm)")
+    folder = cache / peer
+    mods = NODE_PEER_PACKAGES[peer]
+    check = [node, "-e", "".join(f"require({m!r});" for m in mods)]
+    env = os.environ | {"NODE_PATH": str(folder / "node_modules")}
+    if subprocess.run(check, capture_output=True, timeout=60, env=env).returncode == 0:
+        return folder
+    if npm is None:
+        raise PeerSkipped("npm is not installed (apt-get install -y npm)")
+    log(f"{peer}: installing {' '.join(mods)} from npm into {folder}")
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / "package.json").exists():
+        (folder / "package.json").write_text('{"name": "gotaskq-bench-peer", "private": true}\n')
+    try:
+        res = subprocess.run(
+            [npm, "install", "--no-audit", "--no-fund", "--no-update-notifier", "--prefix", str(folder), *mods],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    except subprocess.TimeoutExpired:
+        raise PeerSkipped("npm install timed out after 300 s (is the npm registry reachable?)") from None
+    if res.returncode != 0 or subprocess.run(check, capture_output=True, timeout=60, env=env).returncode != 0:
+        tail = (res.stderr or res.stdout).strip().splitlines()[-3:]
+        raise PeerSkipped(f"npm could not install {' '.join(mods)} (registry unreachable?): {' | '.join(tail)}")
+    return folder
+
+
+def peer_command(peer: str, cache: Path, args: list[str]) -> tuple[list[str], dict[str, str]]:
+    if peer in NODE_PEER_PACKAGES:
+        folder = node_peer_dir(peer, cache)
+        node = shutil.which("node") or "node"
+        env = os.environ | {"NODE_PATH": str(folder / "node_modules")}
+        return [node, str(PEERS_DIR / f"{peer}_peer.cjs"), *args, "--clk-tck", str(CLK_TCK)], env
+    py = peer_python(peer, cache)
+    return [str(py), "-m", f"{peer}_peer", *args], os.environ | {"PYTHONPATH": str(PEERS_DIR)}
+
+
 def run_peer(peer: str, url: str, n: int, c: int, cache: Path) -> dict[str, Any]:
     try:
-        py = peer_python(peer, cache)
         timeout = 60 + n * 0.03
-        env = os.environ | {"PYTHONPATH": str(PEERS_DIR)}
+        args = ["--redis-url", url, "--n", str(n), "--concurrency", str(c), "--timeout", str(timeout)]
+        cmd, env = peer_command(peer, cache, [*args, "--redis-pid", str(redis_pid(url))])
         proc = subprocess.run(
-            [
-                str(py),
-                "-m",
-                f"{peer}_peer",
-                "--redis-url",
-                url,
-                "--n",
-                str(n),
-                "--concurrency",
-                str(c),
-                "--timeout",
-                str(timeout),
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=sys.stderr,
-            text=True,
-            timeout=3 * timeout,
+            cmd, env=env, stdout=subprocess.PIPE, stderr=sys.stderr, text=True, timeout=3 * timeout + 30
         )
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
         if proc.returncode != 0 or not lines:
             return {"system": peer, "error": f"exit {proc.returncode}, no result line"}
         return dict(json.loads(lines[-1]))
+    except PeerSkipped as exc:
+        log(f"{peer}: SKIPPED: {exc}")
+        return {"system": peer, "skipped": str(exc)}
     except (subprocess.SubprocessError, OSError, RuntimeError, ValueError) as exc:
         return {"system": peer, "error": f"{type(exc).__name__}: {exc}"}
 
 
 def ratios(ours: dict[str, Any], others: list[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {"ratio": "gotaskq / peer"}
+    out: dict[str, Any] = {
+        "ratio": "gotaskq / peer",
+        "note": "rates: above 1 = gotaskq faster; *_cpu_per_job: below 1 = gotaskq spends less CPU per job",
+    }
     for peer in others:
         name = peer["system"]
         for key, label in (
             ("processed_per_s", "processed"),
             ("enqueue_per_s", "enqueue"),
             ("bulk_enqueue_per_s", "bulk_enqueue"),
+            ("worker_cpu_us_per_job", "worker_cpu_per_job"),
+            ("redis_cpu_us_per_job", "redis_cpu_per_job"),
         ):
             a, b = ours.get(key), peer.get(key)
             if a and b:
@@ -527,12 +601,21 @@ def ratios(ours: dict[str, Any], others: list[dict[str, Any]]) -> dict[str, Any]
     return out
 
 
+TABLE = (
+    ("enqueue/s", "enqueue_per_s", 12),
+    ("bulk/s", "bulk_enqueue_per_s", 12),
+    ("processed/s", "processed_per_s", 13),
+    ("worker µs/job", "worker_cpu_us_per_job", 15),
+    ("redis µs/job", "redis_cpu_us_per_job", 14),
+)
+
+
 def print_table(rows: list[dict[str, Any]]) -> None:
-    log(f"{'system':<10}{'enqueue/s':>12}{'bulk/s':>12}{'processed/s':>14}")
+    log(f"{'system':<10}" + "".join(f"{title:>{w}}" for title, _, w in TABLE))
     for r in rows:
-        cells = [r.get(k) for k in ("enqueue_per_s", "bulk_enqueue_per_s", "processed_per_s")]
-        text = "".join(f"{'-' if v is None else v:>{w}}" for v, w in zip(cells, (12, 12, 14), strict=True))
-        log(f"{r['system']:<10}{text}" + (f"  error: {r['error']}" if "error" in r else ""))
+        text = "".join(f"{'-' if r.get(k) is None else r[k]:>{w}}" for _, k, w in TABLE)
+        note = f"  error: {r['error']}" if "error" in r else f"  skipped: {r['skipped']}" if "skipped" in r else ""
+        log(f"{r['system']:<10}{text}{note}")
 
 
 async def bench_gotaskq_as_peer(url: str, n: int, c: int) -> dict[str, Any]:
@@ -553,9 +636,11 @@ async def bench_gotaskq_as_peer(url: str, n: int, c: int) -> dict[str, Any]:
 
 def peers_mode(url: str, args: argparse.Namespace, meta: dict[str, Any]) -> None:
     peers = [p.strip() for p in args.peers.split(",") if p.strip()]
-    unknown = sorted(set(peers) - set(PEER_PACKAGES))
+    if peers == ["all"]:
+        peers = list(ALL_PEERS)
+    unknown = sorted(set(peers) - set(ALL_PEERS))
     if unknown:
-        raise SystemExit(f"unknown peer(s): {', '.join(unknown)} (choose from {', '.join(PEER_PACKAGES)})")
+        raise SystemExit(f"unknown peer(s): {', '.join(unknown)} (choose from {', '.join(ALL_PEERS)}, or all)")
     flushall(url)
     ours = asyncio.run(bench_gotaskq_as_peer(url, args.n, args.concurrency))
     print(json.dumps(ours | meta), flush=True)
@@ -614,11 +699,13 @@ def main() -> int:
     p.add_argument("--skip-memory", action="store_true", help="skip the Redis memory and TTL-cleanup checks")
     p.add_argument("--memory-jobs", type=int, default=MEMORY_JOBS, help="jobs for the memory-per-job figure")
     p.add_argument("--backends", default="memory,redis", help="gotaskq backends to measure (default memory,redis)")
-    p.add_argument("--peers", default=None, help="compare with peers instead, e.g. arq,rq,dramatiq")
+    p.add_argument(
+        "--peers", default=None, help=f"compare with peers instead: some of {','.join(ALL_PEERS)}, or all (every one)"
+    )
     p.add_argument(
         "--peer-cache",
         default=os.environ.get("GOTASKQ_BENCH_CACHE", "~/.cache/gotaskq-bench"),
-        help="where each peer's own venv lives (default ~/.cache/gotaskq-bench/<peer>)",
+        help="where each peer's own venv (npm folder for bullmq) lives (default ~/.cache/gotaskq-bench/<peer>)",
     )
     args = p.parse_args()
     if args.n < args.concurrency or args.concurrency < 1:

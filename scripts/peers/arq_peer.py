@@ -49,6 +49,8 @@ async def run() -> None:
     await pool.aclose()
 
     pc.log(SYSTEM, f"process {n} with max_jobs={c} (burst)")
+    cpu = pc.DrainCpu(args.redis_pid)
+    cpu.start()
     t0 = time.perf_counter()
     worker = Worker(
         functions=[noop],
@@ -61,6 +63,7 @@ async def run() -> None:
     )
     await asyncio.wait_for(worker.async_run(), args.timeout)
     processed_rate = pc.rate(n, time.perf_counter() - t0)
+    cpu.stop()
     complete, failed = worker.jobs_complete, worker.jobs_failed
     left = await worker.pool.zcard(default_queue_name)
     await worker.close()
@@ -75,6 +78,7 @@ async def run() -> None:
         version=version("arq"),
         counted_by="Worker.jobs_complete",
         redis_py=version("redis"),
+        **cpu.figures(n),
     )
 
 

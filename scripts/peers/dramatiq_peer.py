@@ -77,6 +77,8 @@ def main() -> None:
         raise RuntimeError(f"expected {n} queued messages, found {queued}")
 
     pc.log(SYSTEM, f"process {n} with worker_threads={c}")
+    cpu = pc.DrainCpu(args.redis_pid)
+    cpu.start()
     t0 = time.perf_counter()
     worker = dramatiq.Worker(broker, worker_threads=c)
     worker.start()
@@ -85,6 +87,7 @@ def main() -> None:
             raise TimeoutError(f"only {outcomes.succeeded} of {n} processed in {args.timeout:g}s")
         pc.wait_until(lambda: broker.do_qsize(QUEUE) == 0, args.timeout, "all messages acked")
         processed_rate = pc.rate(n, time.perf_counter() - t0)
+        cpu.stop()
     finally:
         worker.stop()
     if outcomes.succeeded != n or outcomes.failed:
@@ -98,6 +101,7 @@ def main() -> None:
         version=version("dramatiq"),
         counted_by="after_process_message + qsize==0",
         redis_py=version("redis"),
+        **cpu.figures(n),
     )
 
 

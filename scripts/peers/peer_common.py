@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -32,7 +33,42 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--concurrency", type=int, required=True)
     p.add_argument("--timeout", type=float, default=600.0, help="seconds allowed for the processing phase")
+    p.add_argument("--redis-pid", type=int, default=None, help="redis-server's pid, for its CPU per job")
     return p.parse_args(argv)
+
+
+def cpu_s(pid: int) -> float:
+    """utime + stime of a process (all its threads), in seconds, from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class DrainCpu:
+    """CPU of this process (the worker runs in it) and of redis-server over the drain."""
+
+    def __init__(self, redis_pid: int | None) -> None:
+        self.redis_pid = redis_pid
+        self.before = (0.0, 0.0)
+        self.used = (0.0, 0.0)
+
+    def _now(self) -> tuple[float, float]:
+        return cpu_s(os.getpid()), cpu_s(self.redis_pid) if self.redis_pid else 0.0
+
+    def start(self) -> None:
+        self.before = self._now()
+
+    def stop(self) -> None:
+        after = self._now()
+        self.used = (after[0] - self.before[0], after[1] - self.before[1])
+
+    def figures(self, jobs: int) -> dict[str, object]:
+        per = 1e6 / max(jobs, 1)
+        return {
+            "worker_cpu_us_per_job": round(self.used[0] * per, 1),
+            "redis_cpu_us_per_job": round(self.used[1] * per, 1) if self.redis_pid else None,
+            "cpu_measured_over": "drain; worker = the peer process (/proc/self/stat)",
+        }
 
 
 def log(system: str, msg: str) -> None:

@@ -58,9 +58,12 @@ def main() -> None:
         raise RuntimeError(f"expected {n} queued jobs after bulk enqueue, found {q.count}")
 
     pc.log(SYSTEM, f"process {n} with one SimpleWorker (burst)")
+    cpu = pc.DrainCpu(args.redis_pid)
+    cpu.start()
     t0 = time.perf_counter()
     SimpleWorker([q], connection=conn).work(burst=True, logging_level="WARNING")
     processed_rate = pc.rate(n, time.perf_counter() - t0)
+    cpu.stop()
     finished, failed, left = q.finished_job_registry.count, q.failed_job_registry.count, q.count
     if finished != n or failed or left:
         raise RuntimeError(f"rq finished={finished} failed={failed} queued={left}")
@@ -74,6 +77,7 @@ def main() -> None:
         counted_by="FinishedJobRegistry.count",
         effective_concurrency=1,
         redis_py=version("redis"),
+        **cpu.figures(n),
     )
 
 
