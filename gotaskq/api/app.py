@@ -16,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 from ..app import App
 from . import dlq, external, jobs, ops, queues, schedules, workers
 from .admin import admin_routes
+from .docs_page import docs_routes
 from .errors import EXCEPTION_HANDLERS, CatchAll
 
 log = logging.getLogger("gotaskq.api")
@@ -31,6 +32,7 @@ def all_routes() -> list[BaseRoute]:
         *dlq.routes,
         *ops.routes,
         *admin_routes(),
+        *docs_routes(),  # /, /docs: not API operations, so not in /openapi.json
     ]
 
 
