@@ -81,6 +81,8 @@ async def test_openapi_documents_every_route(api: Api) -> None:
     served: set[tuple[str, str]] = set()
     for route in api.web.routes:
         assert isinstance(route, Route)
+        if not route.include_in_schema:  # /, /docs: pages, not operations (tests/test_docs_page.py)
+            continue
         for method in route.methods or ():
             if method != "HEAD":
                 served.add((route.path, method.lower()))
@@ -139,7 +141,7 @@ async def test_openapi_lists_each_error_status(api: Api) -> None:
 # -- routing errors and the catch-all ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/", "/nope", "/jobs/1/extra", "/queue/a/b/c", "/dlq/1/replay/x", "/%00"])
+@pytest.mark.parametrize("path", ["/nope", "/docs/nope", "/admin/nope", "/jobs/1/extra", "/queue/a/b/c", "/dlq/1/replay/x", "/%00"])
 async def test_unknown_route_is_404(api: Api, path: str) -> None:
     r = await api.client.get(path)
     assert r.status_code == 404
