@@ -1,0 +1,193 @@
+"""The CLI without a server: its argument tree, output styles, durations, batching and the
+errors it prints (an unreachable URL, a refused token)."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from gotaskq import cli
+from gotaskq.cli_enqueue import Line, _chunks
+from gotaskq.cli_http import CliError, Remote
+from gotaskq.cli_ops import duration_arg, limit_arg
+from gotaskq.cli_output import Output, relative, wants_color, wants_json
+from gotaskq.config import Settings
+
+NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+
+
+def _walk(parser: argparse.ArgumentParser, path: str) -> list[tuple[str, argparse.ArgumentParser]]:
+    found = [(path, parser)]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                found += _walk(child, f"{path} {name}")
+    return found
+
+
+def test_every_option_and_subcommand_has_help() -> None:
+    missing = []
+    parsers = _walk(cli.build_parser(), "gotaskq")
+    assert len(parsers) > 25
+    for path, parser in parsers:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                helped = {a.dest for a in action._choices_actions if a.help}
+                missing += [f"{path} {name}" for name in action.choices if name not in helped]
+            elif not action.help:
+                missing.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+    assert not missing, missing
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == "gotaskq 0.1.0"
+
+
+@pytest.mark.parametrize(
+    ("ago", "text"),
+    [
+        (0.2, "just now"),
+        (5, "5 s ago"),
+        (190, "3 min ago"),
+        (7300, "2 h ago"),
+        (-42, "in 42 s"),
+        (-86400 * 3, "in 3 d"),
+    ],
+)
+def test_relative_times(ago: float, text: str) -> None:
+    assert relative(_iso(NOW - ago), NOW) == text
+    assert relative(None, NOW) == "-"
+
+
+def _iso(ts: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_json_when_piped_tables_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GOTASKQ_OUTPUT", raising=False)
+    assert wants_json(None, io.StringIO()) is True
+    assert wants_json(None, _Tty()) is False
+    assert wants_json("json", _Tty()) is True and wants_json("human", io.StringIO()) is False
+    monkeypatch.setenv("GOTASKQ_OUTPUT", "human")
+    assert wants_json(None, io.StringIO()) is False
+
+
+def test_colours_only_on_a_terminal_without_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    assert wants_color(_Tty()) and not wants_color(io.StringIO())
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not wants_color(_Tty())
+
+
+def test_tables_align_their_columns_whatever_the_colours() -> None:
+    for color in (False, True):
+        buf = io.StringIO()
+        out = Output(json=False, color=color, out=buf, now=NOW)
+        out.table(["ID", "STATUS", "N"], [["1", "DONE", "7"], ["12345", "DEAD", "1234"]], right=(2,))
+        plain = [_strip(line) for line in buf.getvalue().splitlines()]
+        assert plain == ["ID     STATUS     N", "1      DONE       7", "12345  DEAD    1234"]
+        assert ("\x1b[" in buf.getvalue()) is color
+
+
+def _strip(text: str) -> str:
+    import re
+
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+def test_json_output_is_the_body_as_it_is() -> None:
+    buf = io.StringIO()
+    Output(json=True, out=buf).emit({"queues": []}, lambda o, b: o.print("a table"))
+    assert json.loads(buf.getvalue()) == {"queues": []}
+
+
+def test_durations_are_the_environments() -> None:
+    assert duration_arg("5m") == 300.0 and duration_arg("250ms") == 0.25 and duration_arg("30") == 30.0
+    with pytest.raises(argparse.ArgumentTypeError, match="not a duration"):
+        duration_arg("5 minutes")
+    assert limit_arg("10/60") == {"max": 10, "per": 60.0}
+    assert limit_arg("100/1m") == {"max": 100, "per": 60.0}
+    assert limit_arg("none") is None
+    args = cli.build_parser().parse_args(["enqueue", "t", "--delay", "5m", "--timeout", "1h"])
+    assert args.delay == 300.0 and args.timeout == 3600.0
+
+
+def test_batches_hold_at_most_the_size_and_the_body_limit() -> None:
+    lines = [Line(i, {"type": "t", "payload": "x" * 100}) for i in range(1, 26)]
+    assert [len(c) for c in _chunks(lines, 10, 1 << 20)] == [10, 10, 5]
+    small = _chunks(lines, 1000, 1000)
+    assert all(len(json.dumps({"jobs": [x.job for x in c]})) <= 1000 for c in small)
+    assert sum(len(c) for c in small) == 25
+
+
+def _remote(handler: Any, **tokens: str | None) -> Remote:
+    remote = Remote.from_settings(Settings(api_token=tokens.get("api"), admin_token=tokens.get("admin")), None)
+    remote._http = httpx.Client(base_url=remote.url, transport=httpx.MockTransport(handler))
+    return remote
+
+
+def test_a_401_names_the_token_variable_the_cli_sends(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GOTASKQ_URL", raising=False)
+    seen: list[str | None] = []
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("authorization"))
+        body = {"error": {"code": "unauthorized", "message": "this route needs the admin bearer token"}}
+        return httpx.Response(401, json=body)
+
+    with pytest.raises(CliError) as unset:
+        _remote(refuse).request("GET", "/queue", "admin")
+    assert "http://127.0.0.1:8000/queue: 401 unauthorized" in str(unset.value)
+    assert "ADMIN_TOKEN" in str(unset.value) and "not set" in str(unset.value)
+    with pytest.raises(CliError) as wrong:
+        _remote(refuse, api="a", admin="b").request("POST", "/jobs", "jobs")
+    assert "API_TOKEN" in str(wrong.value) and "refused" in str(wrong.value)
+    assert seen == [None, "Bearer a"]
+
+
+def test_the_admin_token_reads_jobs_when_no_api_token_is_set() -> None:
+    seen: list[str | None] = []
+
+    def ok(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("authorization"))
+        return httpx.Response(200, json={})
+
+    _remote(ok, admin="adm").request("GET", "/jobs/1", "jobs")
+    _remote(ok, admin="adm").request("DELETE", "/jobs/1", "jobs")
+    assert seen == ["Bearer adm", None]
+
+
+def test_an_unreachable_server_is_named_with_where_its_url_came_from(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed when the block ends: nothing listens there
+    monkeypatch.setenv("GOTASKQ_URL", f"http://127.0.0.1:{port}")
+    assert cli.main(["queues"]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot reach http://127.0.0.1:{port} (GOTASKQ_URL): connection refused" in err
+    monkeypatch.delenv("GOTASKQ_URL")
+    monkeypatch.setenv("PORT", str(port))
+    assert cli.main(["health", "--ready"]) == 1
+    assert f"not ready: cannot reach http://127.0.0.1:{port} (GOTASKQ_URL unset: HOST and PORT)" in (
+        capsys.readouterr().err
+    )
