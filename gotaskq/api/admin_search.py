@@ -22,6 +22,7 @@ from ..states import JobStatus
 from .params import MAX_LIMIT
 
 SCAN_BUDGET = 2000  # jobs one listing request may examine; past it, the answer is partial
+CHUNK = 200  # jobs read at once while filtering
 MAX_ERROR_TEXT = 200
 TYPE_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
 _RESTART = 2**62  # a cursor score above every job's: "from the top of this queue"
@@ -161,11 +162,12 @@ async def scan(
     where: Filter,
     limit: int,
     cursor: str | None,
-    budget: int = SCAN_BUDGET,
+    budget: int | None = None,
 ) -> ScanPage:
     """Up to ``limit`` jobs matching ``where``, newest first (queue by queue, in name order when
     ``queue`` is None), examining at most about ``budget`` jobs; next_cursor continues after
     the last job examined, so a partial page is followed by the rest."""
+    budget = SCAN_BUDGET if budget is None else budget
     queues = await _queues(app, queue, status)
     start = _cursor_queue(cursor)
     found: list[Job] = []
@@ -176,7 +178,8 @@ async def scan(
         at = cursor if name == start else None
         while True:
             want = limit - len(found)
-            size = want if where.empty else min(MAX_LIMIT, max(want, min(budget - scanned, 200)))
+            # Unfiltered, a page is the page; filtered, chunks of CHUNK within what the budget has left.
+            size = want if where.empty else min(MAX_LIMIT, budget - scanned, max(want, CHUNK))
             try:
                 page = await app.list_jobs(name, status, max(1, size), at)
             except QueueNotFound:
