@@ -141,7 +141,9 @@ async def test_openapi_lists_each_error_status(api: Api) -> None:
 # -- routing errors and the catch-all ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/nope", "/docs/nope", "/admin/nope", "/jobs/1/extra", "/queue/a/b/c", "/dlq/1/replay/x", "/%00"])
+@pytest.mark.parametrize(
+    "path", ["/nope", "/docs/nope", "/admin/nope", "/jobs/1/extra", "/queue/a/b/c", "/dlq/1/replay/x", "/%00"]
+)
 async def test_unknown_route_is_404(api: Api, path: str) -> None:
     r = await api.client.get(path)
     assert r.status_code == 404
