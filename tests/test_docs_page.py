@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from gotaskq import App, Settings
 from gotaskq.api import create_app
+from gotaskq.api.admin import ASSETS as ADMIN_ASSETS
 from gotaskq.api.admin import CSP, SECURITY_HEADERS
 from gotaskq.api.docs_page import ASSETS, asset
 from gotaskq.job import MAX_DELAY_S
@@ -102,6 +103,8 @@ def test_index_loads_only_shipped_assets() -> None:
         assert "//" not in ref and not ref.startswith("/"), f"{ref}: relative URLs only (no CDN, any path prefix)"
         if ref.startswith("docs/static/"):
             assert ref.removeprefix("docs/static/") in ASSETS, ref
+        elif ref.startswith("admin/static/"):  # the icon is the admin UI's
+            assert ref.removeprefix("admin/static/") in ADMIN_ASSETS, ref
     assert {"docs/static/docs.js", "docs/static/docs.css"} <= set(refs)
 
 
