@@ -150,3 +150,33 @@ def test_a_library_install_pulls_no_watchfiles() -> None:
                 todo.append(key)
     assert "uvicorn" in seen and "starlette" in seen
     assert not UNWANTED & set(seen), sorted(UNWANTED & set(seen))
+
+
+def test_scripts_serve_installs_only_when_pyproject_changes(tmp_path: Path) -> None:
+    """scripts/serve with a stand-in venv whose pip and gotaskq only log that they ran."""
+    (tmp_path / "scripts").mkdir()
+    serve = tmp_path / "scripts" / "serve"
+    serve.write_text((ROOT / "scripts" / "serve").read_text())
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
+    log = tmp_path / "calls.log"
+    bin_dir = tmp_path / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    fakes = {
+        "python": f'[ "$1 $2" = "-m pip" ] && {{ echo "pip $*" >>"{log}"; exit 0; }}\nexec {sys.executable} "$@"\n',
+        "gotaskq": f'echo "gotaskq $*" >>"{log}"\n',
+    }
+    for name, body in fakes.items():
+        (bin_dir / name).write_text("#!/bin/sh\n" + body)
+        (bin_dir / name).chmod(0o755)
+
+    def run() -> list[str]:
+        log.write_text("")
+        subprocess.run(["bash", str(serve), "--port", "1"], check=True, timeout=60, cwd=tmp_path)
+        return [line.split(" -q")[0] for line in log.read_text().splitlines()]
+
+    install = ["pip -m pip install", "pip -m pip install", "gotaskq serve --port 1"]
+    assert run() == install  # no stamp yet: pip upgrade, then the editable install
+    assert run() == ["gotaskq serve --port 1"]  # nothing changed: straight to serve
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\ndependencies = ["y"]\n')
+    assert run() == install
+    assert run() == ["gotaskq serve --port 1"]
