@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
@@ -93,7 +92,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     _check_handlers(settings)
     log.info("starting gotaskq worker with %s", settings.masked())
-    asyncio.run(run_worker(App(settings), settings))
+    run_worker(App(settings), settings)
     return 0
 
 

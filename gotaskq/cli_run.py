@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
+import sys
+import threading
 from collections.abc import Iterator
 from types import FrameType
 from typing import Any
@@ -100,10 +103,36 @@ def run_server(asgi: Any, app: Any, settings: Settings) -> None:
         lifespan="on",
         timeout_graceful_shutdown=int(settings.shutdown_grace) + 5,
     )
-    Server(config, app).run()
+    try:
+        Server(config, app).run()  # uvicorn raises the signals it caught again once it stopped
+    except KeyboardInterrupt:
+        leave_job_threads(130)
+        raise
+    leave_job_threads(0)
 
 
-async def run_worker(app: Any, settings: Settings) -> None:
+def run_worker(app: Any, settings: Settings) -> None:
+    asyncio.run(_run_worker(app, settings))
+    leave_job_threads(0)
+
+
+def leave_job_threads(code: int) -> None:
+    """Exit now if a synchronous handler still runs in a job thread after the shutdown.
+
+    Its job was released already (and its late outcome would be refused by its lease token),
+    but Python joins such threads at exit: a handler of an hour would hold the process an
+    hour after SHUTDOWN_GRACE, or after the second Ctrl+C that means "stop now"."""
+    stuck = [t for t in threading.enumerate() if t.name.startswith("gotaskq-job") and t.is_alive()]
+    if not stuck:
+        return
+    log.warning("%s still running in their thread: exiting without waiting for them", count(len(stuck), "handler"))
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+async def _run_worker(app: Any, settings: Settings) -> None:
     worker = app.worker()
     plan = Shutdown(app)
     loop = asyncio.get_running_loop()

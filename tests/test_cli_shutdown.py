@@ -29,9 +29,9 @@ def _wait(check: object, what: str, served: Served, deadline_s: float = 15.0) ->
         time.sleep(0.05)
 
 
-def _running_sleep_job(api_url: str, served: Served) -> str:
+def _running_sleep_job(api_url: str, served: Served, type: str = "sleep") -> str:
     with httpx.Client(base_url=api_url, timeout=10.0) as c:
-        job_id: str = c.post("/jobs", json={"type": "sleep", "payload": {"seconds": 120}}).json()["id"]
+        job_id: str = c.post("/jobs", json={"type": type, "payload": {"seconds": 120}}).json()["id"]
         _wait(lambda: c.get(f"/jobs/{job_id}").json()["status"] == "RUNNING", "the job to run", served)
     return job_id
 
@@ -51,10 +51,20 @@ def _stop_twice(served: Served, first: signal.Signals, expect: list[str]) -> flo
     return time.monotonic() - started
 
 
+BLOCKING = """
+import time
+
+def register(app):
+    app.registry.register("block", lambda job: time.sleep(job.payload["seconds"]))
+"""
+
+
 def test_serve_ctrl_c_twice_stops_now_in_memory_mode(tmp_path: Path) -> None:
-    served = start("serve", tmp_path, FAST)
+    """A synchronous handler (a thread Python would wait for at exit) does not hold it either."""
+    (tmp_path / "blocking.py").write_text(BLOCKING)
+    served = start("serve", tmp_path, {**FAST, "GOTASKQ_HANDLERS": "blocking"})
     try:
-        _running_sleep_job(served.url, served)
+        _running_sleep_job(served.url, served, "block")
         took = _stop_twice(
             served,
             signal.SIGINT,
@@ -64,6 +74,7 @@ def test_serve_ctrl_c_twice_stops_now_in_memory_mode(tmp_path: Path) -> None:
         served.stop()
     assert took < 8.0, f"the second Ctrl+C took {took:.1f}s:\n{served.tail()}"
     assert "stopping now: 1 running job lost" in served.tail()
+    assert "1 handler still running in their thread" in served.tail()
     assert "Traceback" not in served.tail()
 
 
