@@ -98,12 +98,16 @@ def enqueue_file(args: argparse.Namespace, remote: Remote, out: Output) -> int:
     summary = Summary()
     lines = _read_lines(args.file, _options(args), summary)
     sender = _Sender(remote, summary, max_bytes=args.max_body_bytes, progress=Progress(len(lines) or None))
+    sender.first_unconfirmed = lines[0].number if lines else 0
     try:
         for chunk in _chunks(lines, size, args.max_body_bytes):
             sender.send(chunk)
     except _Stop as stop:
         summary.not_sent_from = stop.line
         summary.stopped_by = str(stop)
+    except KeyboardInterrupt:
+        summary.not_sent_from = sender.first_unconfirmed
+        summary.stopped_by = "interrupted; the batch in flight may be stored: send again from this line"
     finally:
         sender.progress.close()
     out.emit(summary.to_dict(), _show_summary)
@@ -186,6 +190,7 @@ class _Sender:
         self.seen: set[str] = set()
         self.skew_ms = 0.0  # the server's clock minus ours, learned from batches with new jobs
         self.closed_queues: dict[str, dict[str, Any]] = {}
+        self.first_unconfirmed = 0  # the lowest line of the batch in flight and those after it
 
     def send(self, chunk: list[Line]) -> None:
         todo = [chunk]
@@ -193,12 +198,14 @@ class _Sender:
             batch = self._open(todo.pop())
             if not batch:
                 continue
+            self.first_unconfirmed = min(x.number for b in [batch, *todo] for x in b)
             sent_ms = time.time() * 1000
             try:
                 body = {"jobs": [x.job for x in batch]}
                 resp = self.remote.request("POST", "/jobs/batch", "jobs", ok=REFUSALS, json=body)
             except CliError as exc:  # unreachable, a token refused, a 5xx: nothing of this batch was stored
-                raise _Stop(str(exc), min(x.number for b in [batch, *todo] for x in b)) from None
+                raise _Stop(str(exc), self.first_unconfirmed) from None
+            self.first_unconfirmed = batch[-1].number + 1  # unless the answer sends some again
             if resp.status_code == 201:
                 self._accepted(batch, resp.json()["jobs"], sent_ms)
                 continue

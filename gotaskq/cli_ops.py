@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from .cli_http import CliError, Remote
-from .cli_output import Output, count, cut
+from .cli_output import Output, count, cut, seconds
 from .config import parse_duration
 
 UNSET_ARG: object = object()  # an option not given (None means "clear the limit")
@@ -18,7 +18,7 @@ UNSET_ARG: object = object()  # an option not given (None means "clear the limit
 def _limit(info: dict[str, Any]) -> tuple[str, str]:
     rate = info.get("rate_limit")
     conc = info.get("concurrency")
-    return ("-" if conc is None else str(conc)), ("-" if not rate else f"{rate['max']}/{rate['per']:g}s")
+    return ("-" if conc is None else str(conc)), ("-" if not rate else f"{rate['max']}/{seconds(rate['per'])}")
 
 
 def show_queues(out: Output, body: dict[str, Any]) -> None:
@@ -99,7 +99,7 @@ def show_jobs(out: Output, body: dict[str, Any]) -> None:
 def show_schedules(out: Output, body: dict[str, Any]) -> None:
     rows = []
     for s in body["schedules"]:
-        when = f"cron {s['cron']}" if s.get("cron") else f"every {s.get('every'):g}s"
+        when = f"cron {s['cron']}" if s.get("cron") else f"every {seconds(s.get('every') or 0)}"
         job = s.get("job") or {}
         state = "paused" if s.get("paused") else "active"
         rows.append(

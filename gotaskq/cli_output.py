@@ -125,6 +125,14 @@ def relative(iso: str | None, now: float) -> str:
     return iso  # pragma: no cover - the loop ends at 1 s
 
 
+def seconds(value: float) -> str:
+    """A duration as the environment writes one: 250ms, 90s, 5m, 1h."""
+    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
+        if value >= size and value % size == 0:
+            return f"{value / size:g}{unit}"
+    return f"{value:g}s" if value >= 1 else f"{value * 1000:g}ms"
+
+
 def count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 

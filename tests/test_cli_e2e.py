@@ -257,6 +257,20 @@ def test_tables_and_colours_on_a_terminal(server: Served) -> None:
     assert _on_a_terminal(server.url, "queues", "--json").lstrip().startswith("{")
 
 
+def test_enqueue_file_draws_a_progress_bar_on_a_terminal(server: Served, tmp_path: Path) -> None:
+    path = tmp_path / "jobs.ndjson"
+    path.write_text("".join(json.dumps({"type": "noop"}) + "\n" for _ in range(30)))
+    shown = _on_a_terminal(server.url, "enqueue", "--file", str(path), "--batch-size", "10")
+    assert "\r[" in shown and "/30 jobs" in shown  # stderr is the terminal too
+    assert "30 created, 0 already existed (idempotency key), " in _strip(shown)
+
+
+def _strip(text: str) -> str:
+    import re
+
+    return re.sub(r"\x1b\[[0-9;]*[mK]", "", text)
+
+
 def _on_a_terminal(url: str, *args: str, **env: str) -> str:
     primary, secondary = pty.openpty()
     try:
@@ -264,7 +278,7 @@ def _on_a_terminal(url: str, *args: str, **env: str) -> str:
             [sys.executable, "-m", "gotaskq", *args],
             env=child_env({"GOTASKQ_URL": url, "TERM": "xterm", **TOKENS, **env}),
             stdout=secondary,
-            stderr=subprocess.PIPE,
+            stderr=secondary,
         )
         os.close(secondary)
         chunks = []
@@ -276,9 +290,7 @@ def _on_a_terminal(url: str, *args: str, **env: str) -> str:
             if not chunk:
                 break
             chunks.append(chunk)
-        assert proc.wait(timeout=30) == 0, proc.stderr.read() if proc.stderr else ""
-        if proc.stderr:
-            proc.stderr.close()
+        assert proc.wait(timeout=30) == 0, b"".join(chunks).decode()
     finally:
         os.close(primary)
     return b"".join(chunks).decode()
