@@ -215,6 +215,10 @@ class App:
         return await self.backend.cancel(validate_job_id(job_id))
 
     # -- queues ----------------------------------------------------------------------------
+    async def run_now(self, job_id: str) -> Job:
+        """A SCHEDULED job (delayed, or waiting for a retry) becomes PENDING at once."""
+        return await self.backend.run_now(validate_job_id(job_id))
+
     async def create_queue(self, name: str) -> bool:
         created = await self.backend.create_queue(validate_queue_name(name))
         self.metrics.queue_created(name)

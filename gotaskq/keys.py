@@ -20,8 +20,9 @@ so each Lua script touches a single Cluster slot.
 | gtq:{q}:delayed              | zset   | enqueue, claim (promotes), fail, cancel       | none |
 | gtq:{q}:running              | zset   | claim, extend_lease, complete, fail, release, recover_expired | none |
 | gtq:{q}:dead                 | zset   | fail, recover_expired, replay, delete_dead    | none |
+| gtq:{q}:done                 | zset   | complete (id -> expiry ms of its hash; entries past it pruned there) | none |
 | gtq:{q}:idem:<key>           | string | enqueue ("<id> <fingerprint>"), delete_dead, withdraw | IDEMPOTENCY_TTL |
-| gtq:{q}:stats:<minute>       | hash   | complete (done), fail (failed, dead): counts per epoch minute | 2 hours |
+| gtq:{q}:stats:<hour>         | hash   | complete, fail: done:<minute>, failed:<minute>, dead:<minute> | 25 hours |
 
 (*) or what is left of its idempotency key's TTL, if longer: a retry with the key replays the
 job's true outcome. delete_dead and withdraw delete a key only while it still names their job.
@@ -30,9 +31,13 @@ Scores: ready = enqueue ms - priority * PRIORITY_AGING ms (ZPOPMIN order gives h
 first, FIFO within a priority, and a job that waited long enough overtakes newer higher-priority
 ones: aging); delayed = run_at ms; running = lease deadline ms (Redis TIME); dead = death ms.
 
-Job hash fields (short names keep a waiting job small): id, q, type, payload (JSON), pri, st,
-att (absent = 0), maxr, tmo (ms), run (run_at ms), idem, fp, err, errs (JSON list), res (JSON), ca, ua, sa,
-fa (created/updated/started/finished ms; no ua = ca), lease (fencing token, only ever increases).
+Job hash fields (few and short: each field read or written costs Redis time at every step):
+d = "type\npriority max_retries timeout_ms\npayload JSON" (the immutable fields, written once by
+enqueue as the client packed them), st, att (absent = 0), run (run_at ms), idem, fp, err, errs
+(JSON list), res (JSON), prog (JSON), lms (lease ms of an external claim), ca, ua, sa, fa
+(created/updated/started/finished ms; the updated time is the latest of the four: claim and
+complete skip ua), lease (fencing token, only ever increases). Jobs written before ``d`` have
+type, payload, pri, maxr, tmo fields instead; every script that reads them takes either form.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
     enqueue ─► SCHEDULED (run_at in the future)  or  PENDING (ready now)
 
-    SCHEDULED ──claim promotes when due──► PENDING ──claim──► RUNNING ──complete──► DONE
+    SCHEDULED ──claim promotes when due, or run_now──► PENDING ──claim──► RUNNING ──complete──► DONE
     PENDING, SCHEDULED ──cancel──► CANCELLED
     RUNNING ──fail, attempts left──► SCHEDULED (backoff)
     RUNNING ──fail, or lease expired, attempts spent──► DEAD (the DLQ)
@@ -31,7 +31,7 @@ S = JobStatus
 
 # (from, to) -> the transitions (one Lua script each) allowed to make that move.
 TRANSITIONS: dict[tuple[JobStatus, JobStatus], frozenset[str]] = {
-    (S.SCHEDULED, S.PENDING): frozenset({"claim"}),  # due delayed jobs are promoted in claim
+    (S.SCHEDULED, S.PENDING): frozenset({"claim", "run_now"}),  # claim promotes due delayed jobs
     (S.PENDING, S.RUNNING): frozenset({"claim"}),
     (S.RUNNING, S.DONE): frozenset({"complete"}),
     (S.RUNNING, S.SCHEDULED): frozenset({"fail"}),

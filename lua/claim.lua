@@ -16,8 +16,8 @@
 --          in-process claim of an external queue; else {next_due_ms|-1, now, idle, limited, job, job, ...} where
 --          idle is 1 when the queue holds no ready, delayed or running job after this call,
 --          limited is 1 (concurrency) or 2 (rate limit) when ready jobs were held back (next_due
---          is then when to try again), and each job is
---          {id, lease, attempts, type, payload, pri, maxr, tmo, run, idem, ca, err, errs}
+--          is then when to try again), and each job is {id, lease, attempts, d, run, idem, ca, err, errs}
+--          (d: "type\npriority max_retries timeout_ms\npayload", see enqueue.lua)
 local rcall = redis.call
 local p = KEYS[1]
 local meta, ready, delayed, running = KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -32,7 +32,8 @@ local due = rcall('ZRANGEBYSCORE', delayed, '-inf', now, 'WITHSCORES', 'LIMIT', 
 for i = 1, #due, 2 do
   local id = due[i]
   local jk = p .. 'j:' .. id
-  local pri = tonumber(rcall('HGET', jk, 'pri') or 0)
+  local f = rcall('HMGET', jk, 'd', 'pri')  -- pri: a job written before d
+  local pri = tonumber(f[2] or string.match(f[1] or '\n0 ', '\n(%-?%d+) '))
   rcall('ZREM', delayed, id)
   rcall('HSET', jk, 'st', 'PENDING', 'ua', now)
   rcall('ZADD', ready, tonumber(due[i + 1]) - pri * aging, id)
@@ -77,20 +78,24 @@ end
 held_back()
 local deadline = now + tonumber(ARGV[2])
 -- Two calls a job (read all, write all) and one ZADD for the batch: each redis.call costs
--- about a microsecond, and this runs for every job.
+-- about a microsecond, and each field read or written a few tenths more; this runs for every job.
+-- ua is not written: a job's updated time is its latest transition time (sa here).
 local leased = {}
 for i = 1, #popped, 2 do
   local id = popped[i]
   local jk = p .. 'j:' .. id
-  local f = rcall('HMGET', jk, 'lease', 'att', 'type', 'payload', 'pri', 'maxr', 'tmo', 'run', 'idem', 'ca', 'err',
-    'errs')
+  local f = rcall('HMGET', jk, 'lease', 'att', 'd', 'run', 'idem', 'ca', 'err', 'errs')
+  if not f[3] then  -- written before d: its fields one by one
+    local o = rcall('HMGET', jk, 'type', 'payload', 'pri', 'maxr', 'tmo')
+    f[3] = o[1] .. '\n' .. (o[3] or '0') .. ' ' .. o[4] .. ' ' .. o[5] .. '\n' .. o[2]
+  end
   local lease = tonumber(f[1] or 0) + 1
   local att = tonumber(f[2] or 0) + 1
-  rcall('HSET', jk, 'lease', lease, 'att', att, 'st', 'RUNNING', 'sa', now, 'ua', now)
+  rcall('HSET', jk, 'lease', lease, 'att', att, 'st', 'RUNNING', 'sa', now)
   if external then rcall('HSET', jk, 'lms', ARGV[2]) end
   leased[#leased + 1] = deadline
   leased[#leased + 1] = id
-  out[#out + 1] = {id, lease, att, f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11], f[12]}
+  out[#out + 1] = {id, lease, att, f[3], f[4], f[5], f[6], f[7], f[8]}
 end
 for i = 1, #leased, 2000 do  -- unpack has a limit (8000 values): chunks of 1000 jobs
   rcall('ZADD', running, unpack(leased, i, math.min(i + 1999, #leased)))

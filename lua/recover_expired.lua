@@ -18,8 +18,9 @@ local requeued, died = {}, {}
 for _, id in ipairs(ids) do
   local jk = p .. 'j:' .. id
   rcall('ZREM', running, id)
-  local f = rcall('HMGET', jk, 'st', 'att', 'maxr', 'pri', 'run', 'ca', 'errs')
+  local f = rcall('HMGET', jk, 'st', 'att', 'maxr', 'pri', 'run', 'ca', 'errs', 'd')  -- maxr, pri: before d
   if f[1] == 'RUNNING' then
+    if f[8] then f[4], f[3] = string.match(f[8], '\n(%-?%d+) (%d+)') end
     rcall('HINCRBY', jk, 'lease', 1)
     -- the expiry joins the error history ("at" in epoch ms: Lua has no date formatting)
     local errs = f[7] and cjson.decode(f[7]) or {}

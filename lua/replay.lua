@@ -14,7 +14,7 @@ local aging = tonumber(ARGV[1])
 local out = {}
 for i = 4, #ARGV do
   local jk = p .. 'j:' .. ARGV[i]
-  local f = rcall('HMGET', jk, 'st', 'pri')
+  local f = rcall('HMGET', jk, 'st', 'pri', 'd')  -- pri: a job written before d
   if not f[1] then
     rcall('ZREM', dead, ARGV[i]) -- a dangling id (its hash deleted by hand) must not loop
     out[#out + 1] = -1
@@ -23,7 +23,8 @@ for i = 4, #ARGV do
     rcall('ZREM', dead, ARGV[i])
     rcall('HDEL', jk, 'fa')
     rcall('HSET', jk, 'st', 'PENDING', 'att', 0, 'run', now, 'ua', now)
-    rcall('ZADD', ready, now - tonumber(f[2]) * aging, ARGV[i])
+    local pri = tonumber(f[2] or string.match(f[3], '\n(%-?%d+) '))
+    rcall('ZADD', ready, now - pri * aging, ARGV[i])
     out[#out + 1] = 0
   end
 end

@@ -886,3 +886,71 @@ async def test_a_full_lifecycle_keeps_the_invariants(backend: Backend) -> None:
         await backend.fail(retry.job, retry.token, "boom", 0)
         await invariants(backend, *ids)
     assert (await backend.list_dead(None, 10, None)).jobs != []
+
+
+# -- run now and the completed listing (the admin UI's actions) ---------------------------
+async def test_run_now_moves_a_scheduled_job_to_the_front_of_its_priority(backend: Backend) -> None:
+    waiting = await enq(backend)
+    later = await enq(backend, delay=3600, priority=5)
+    out = await backend.run_now(later.id)
+    assert out.status is S.PENDING and out.run_at is not None and out.run_at <= now_ms() + SLACK_MS
+    info = await backend.queue_info("default")
+    assert (info.pending, info.scheduled) == (2, 0)
+    first = await claim_one(backend)
+    assert first.job.id == later.id and first.job.attempts == 1  # priority 5 goes first
+    assert (await claim_one(backend)).job.id == waiting.id
+    for job in (waiting, later):
+        with pytest.raises(InvalidTransition):  # RUNNING now
+            await backend.run_now(job.id)
+    with pytest.raises(JobNotFound):
+        await backend.run_now("123456789")
+    await invariants(backend, waiting.id, later.id)
+
+
+async def test_run_now_of_a_retry_keeps_its_attempts(backend: Backend) -> None:
+    job = await enq(backend, max_retries=3)
+    c = await claim_one(backend)
+    await backend.fail(c.job, c.token, "boom", 3_600_000)
+    assert (await backend.run_now(job.id)).attempts == 1
+    again = await claim_one(backend)
+    assert again.job.attempts == 2 and again.job.last_error == "boom"
+    await invariants(backend, job.id)
+
+
+async def test_list_jobs_done_lists_completed_jobs_latest_first(backend: Backend) -> None:
+    ids = [(await enq(backend)).id for _ in range(4)]
+    batch = await backend.claim("default", 4, LEASE_MS)
+    tok = {c.job.id: c.token for c in batch.jobs}
+    for jid in ids[:3]:  # one call each: each finishes after the one before
+        assert await backend.complete("default", [Completion(jid, tok[jid], b'{"ok":1}')]) == [True]
+        await asyncio.sleep(0.005)
+    listed = await list_all(backend, "default", S.DONE)
+    assert listed == ids[:3][::-1]
+    page = await backend.list_jobs("default", S.DONE, 2, None)
+    assert [j.id for j in page.jobs] == ids[2:0:-1] and page.next_cursor is not None
+    assert page.jobs[0].result == {"ok": 1} and page.jobs[0].status is S.DONE
+    page = await backend.list_jobs("default", S.DONE, 2, page.next_cursor)
+    assert ([j.id for j in page.jobs], page.next_cursor) == ([ids[0]], None)
+    await invariants(backend, *ids)
+
+
+async def test_completed_listing_forgets_expired_jobs(make_backend: MakeBackend) -> None:
+    backend = await make_backend(complete_job_ttl=0.3)
+    first = await enq(backend)
+    c = await claim_one(backend)
+    await backend.complete("default", [Completion(first.id, c.token, b"1")])
+    assert await list_all(backend, "default", S.DONE) == [first.id]
+    await asyncio.sleep(0.5)
+    second = await enq(backend)
+    c = await claim_one(backend)
+    await backend.complete("default", [Completion(second.id, c.token, b"1")])
+    assert await list_all(backend, "default", S.DONE) == [second.id]
+
+
+async def test_stats_cover_a_day(backend: Backend) -> None:
+    job = await enq(backend)
+    c = await claim_one(backend)
+    await backend.complete("default", [Completion(job.id, c.token, b"1")])
+    day = await backend.queue_stats("default", 1440)
+    assert len(day) == 1440 and day[-1].minute == day[0].minute + 1439
+    assert sum(s.done for s in day) == 1 and day[-1].done + day[-2].done == 1

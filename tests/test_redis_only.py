@@ -371,3 +371,51 @@ def test_every_lua_script_ships_and_loads() -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     include = pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]
     assert include.get("lua") == "gotaskq/lua", "the wheel must carry lua/ as gotaskq/lua"
+
+
+# -- jobs written before the packed layout ("d") ---------------------------------------------
+async def test_jobs_stored_field_by_field_still_run_through_every_transition(
+    make_redis: Callable[..., Any], raw: redis.Redis
+) -> None:
+    """Round-2 code stored type, payload, pri, maxr, tmo as fields of their own: an upgrade must
+    claim, fail, recover, replay and run such jobs as it does its own."""
+    b: RedisBackend = await make_redis()
+    # one call: one indexed run of three ids; the last two are then rewritten the old way
+    _, old_retry_job, old_dead_job = (e.job for e in await b.enqueue_many([spec(priority=1) for _ in range(3)]))
+    p = keys.queue_prefix("default")
+    now = int(time.time() * 1000)
+    for jid, pri, maxr in ((old_retry_job.id, 7, 1), (old_dead_job.id, 0, 0)):
+        raw.delete(f"{p}j:{jid}")
+        raw.hset(
+            f"{p}j:{jid}",
+            mapping={
+                "type": "old",
+                "payload": '{"v":2}',
+                "pri": pri,
+                "maxr": maxr,
+                "tmo": 5000,
+                "ca": now,
+                "st": "PENDING",
+            },
+        )
+        raw.zadd(f"{p}ready", {jid: now - pri * b._aging_ms})
+    old_retry, old_dead = old_retry_job.id, old_dead_job.id
+    batch = await b.claim("default", 3, LEASE_MS)
+    got = {c.job.id: c for c in batch.jobs}
+    assert batch.jobs[0].job.id == old_retry  # its own pri field still orders it
+    c = got[old_retry]
+    assert (c.job.type, c.job.payload, c.job.priority, c.job.max_retries, c.job.timeout) == ("old", {"v": 2}, 7, 1, 5.0)
+    out = await b.fail(c.job, c.token, "boom", 60_000)
+    assert out.status is S.SCHEDULED
+    assert (await b.run_now(old_retry)).status is S.PENDING
+    again = await b.claim("default", 1, LEASE_MS)
+    assert [j.job.id for j in again.jobs] == [old_retry]
+    assert (await b.fail(again.jobs[0].job, again.jobs[0].token, "boom", 0)).status is S.DEAD  # maxr 1 read
+    d = got[old_dead]
+    assert (await b.fail(d.job, d.token, "boom", 0)).status is S.DEAD
+    assert (await b.replay(old_dead)).status is S.PENDING
+    c2 = (await b.claim("default", 1, LEASE_MS)).jobs[0]
+    assert c2.job.id == old_dead and c2.job.attempts == 1
+    assert await b.release("default", [(c2.job.id, c2.token)]) == [True]
+    fetched = await b.get_job(old_dead)
+    assert fetched is not None and (fetched.type, fetched.payload, fetched.status) == ("old", {"v": 2}, S.PENDING)

@@ -31,7 +31,9 @@ def header(text: str) -> str:
 
 
 def test_the_table_names_exactly_the_expected_transitions() -> None:
-    assert SCRIPTS_IN_TABLE == sorted(["cancel", "claim", "complete", "fail", "recover_expired", "release", "replay"])
+    assert SCRIPTS_IN_TABLE == sorted(
+        ["cancel", "claim", "complete", "fail", "recover_expired", "release", "replay", "run_now"]
+    )
 
 
 @pytest.mark.parametrize("script", SCRIPTS_IN_TABLE)

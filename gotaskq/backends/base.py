@@ -10,6 +10,7 @@ from ..job import Job, NewJob, iso_ms
 from ..schedules import Schedule
 from ..states import JobStatus
 
+STATS_MINUTES = 25 * 60  # per-minute counts are kept this long (a day, and an hour to spare)
 LEASE_EXPIRED = "LeaseExpired: the worker stopped heartbeating before the lease ran out"
 
 
@@ -163,7 +164,8 @@ class Backend(Protocol):
         """Remove the queue and every job of it; raise QueueBusy while a job RUNS, QueueNotFound."""
 
     async def queue_stats(self, name: str, minutes: int) -> list[MinuteStats]:
-        """Per-minute done/failed/dead counts of the last ``minutes`` minutes, oldest first."""
+        """Per-minute done/failed/dead counts of the last ``minutes`` minutes (at most
+        STATS_MINUTES), oldest first."""
 
     # producers
     async def enqueue(self, spec: NewJob) -> Enqueued:
@@ -175,7 +177,11 @@ class Backend(Protocol):
         """PENDING/SCHEDULED -> CANCELLED; raise JobNotFound or InvalidTransition."""
 
     async def list_jobs(self, queue: str, status: JobStatus, limit: int, cursor: str | None) -> Page:
-        """Jobs of one queue in one waiting/running/dead state, newest first."""
+        """Jobs of one queue in one waiting/running/dead state, newest first; DONE: completed
+        jobs still kept (until COMPLETE_JOB_TTL), the latest to expire first."""
+
+    async def run_now(self, job_id: str) -> Job:
+        """SCHEDULED -> PENDING at once (its run_at becomes now); raise JobNotFound or InvalidTransition."""
 
     # workers
     async def claim(self, queue: str, count: int, lease_ms: int, external: bool = False) -> ClaimBatch:

@@ -30,6 +30,7 @@ from ..schedules import Schedule
 from ..states import JobStatus, can_move
 from .base import (
     LEASE_EXPIRED,
+    STATS_MINUTES,
     UNSET,
     ClaimBatch,
     Claimed,
@@ -208,13 +209,14 @@ class MemoryBackend:
         minute = now // 60_000
         bucket = self._stats.setdefault((queue, minute), {})
         bucket[field] = bucket.get(field, 0) + n
-        if len(self._stats) > 1000:  # keep two hours, as the Redis keys' TTL does
-            for key in [k for k in self._stats if k[1] < minute - 120]:
+        if len(self._stats) > 4 * STATS_MINUTES:  # keep 25 hours, as the Redis keys' TTL does
+            for key in [k for k in self._stats if k[1] <= minute - STATS_MINUTES]:
                 del self._stats[key]
 
     async def queue_stats(self, name: str, minutes: int) -> list[MinuteStats]:
         self._queue(name)
         last = now_ms() // 60_000
+        minutes = min(minutes, STATS_MINUTES)
         out = []
         for minute in range(last - minutes + 1, last + 1):
             b = self._stats.get((name, minute), {})
@@ -370,6 +372,13 @@ class MemoryBackend:
 
     async def list_jobs(self, queue: str, status: JobStatus, limit: int, cursor: str | None) -> Page:
         q = self._queue(queue)
+        if status is S.DONE:
+            self._sweep(now_ms())
+            done = _ZSet()  # by expiry, as Redis lists them
+            for job in self._jobs.values():
+                if job.queue == queue and job.status is S.DONE:
+                    done.add(job.id, float(self._expires_at(job)))
+            return self._zpage(queue, done, limit, cursor)
         zset = {S.PENDING: q.ready, S.SCHEDULED: q.delayed, S.RUNNING: q.running, S.DEAD: q.dead}.get(status)
         if zset is None:
             return Page([], None)
@@ -625,6 +634,17 @@ class MemoryBackend:
         q.dead.remove(job_id)
         job.attempts = 0
         job.finished_at = None
+        job.run_at = now
+        q.ready.add(job_id, self._ready_score(job))
+        self._wake.set()
+        return replace(job)
+
+    async def run_now(self, job_id: str) -> Job:
+        now = now_ms()
+        job = self._get(job_id)
+        q = self._queue(job.queue)
+        self._move(job, S.PENDING, "run_now", now)
+        q.delayed.remove(job_id)
         job.run_at = now
         q.ready.add(job_id, self._ready_score(job))
         self._wake.set()

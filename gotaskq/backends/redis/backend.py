@@ -38,6 +38,7 @@ from ...schedules import Schedule
 from ...states import JobStatus
 from ..base import (
     LEASE_EXPIRED,
+    STATS_MINUTES,
     UNSET,
     ClaimBatch,
     Claimed,
@@ -409,15 +410,25 @@ class RedisBackend:
 
     async def queue_stats(self, name: str, minutes: int) -> list[MinuteStats]:
         await self.queue_info(name)
+        minutes = min(minutes, STATS_MINUTES)
         async with guard():
             now = await self.client.time()
             last = int(now[0]) // 60
             span = range(last - minutes + 1, last + 1)
+            hours = sorted({m // 60 for m in span})
             pipe = self.client.pipeline(transaction=False)
-            for minute in span:
-                pipe.hmget(f"{keys.queue_prefix(name)}stats:{minute}", ["done", "failed", "dead"])
-            rows = await pipe.execute()
-        return [MinuteStats(m, num(r[0]), num(r[1]), num(r[2])) for m, r in zip(span, rows, strict=True)]
+            for hour in hours:
+                pipe.hgetall(f"{keys.queue_prefix(name)}stats:{hour}")
+            rows: list[dict[bytes, bytes]] = await pipe.execute()
+        counts: dict[bytes, bytes] = {}
+        for row in rows:
+            counts.update(row)
+        return [
+            MinuteStats(
+                m, num(counts.get(b"done:%d" % m)), num(counts.get(b"failed:%d" % m)), num(counts.get(b"dead:%d" % m))
+            )
+            for m in span
+        ]
 
     # -- producers -------------------------------------------------------------------------
     async def enqueue(self, spec: NewJob) -> Enqueued:
@@ -625,6 +636,16 @@ class RedisBackend:
             raise JobNotFound(f"job {job_id} not found")
         return job
 
+    async def run_now(self, job_id: str) -> Job:
+        queue = await self._queue_for(job_id)
+        res = await self._write("run_now", queue, [job_id, self._aging_ms, self._channel(queue), queue], activate=True)
+        if res[0] != Code.OK:
+            raise_for_code(res[0], job_id, opt_text(res[1]) if len(res) > 1 else None)
+        job = await self._get_in(queue, job_id)
+        if job is None:
+            raise JobNotFound(f"job {job_id} not found")
+        return job
+
     async def _jobs(self, queue: str, ids: Sequence[str]) -> list[Job]:
         if not ids:
             return []
@@ -636,7 +657,9 @@ class RedisBackend:
         return [decode_job(jid, queue, f) for jid, f in zip(ids, rows, strict=True) if f]
 
     async def list_jobs(self, queue: str, status: JobStatus, limit: int, cursor: str | None) -> Page:
-        suffix = {S.PENDING: "ready", S.SCHEDULED: "delayed", S.RUNNING: "running", S.DEAD: "dead"}.get(status)
+        suffix = {S.PENDING: "ready", S.SCHEDULED: "delayed", S.RUNNING: "running", S.DEAD: "dead", S.DONE: "done"}.get(
+            status
+        )
         if suffix is None:
             return Page([], None)
         await self.queue_info(queue)

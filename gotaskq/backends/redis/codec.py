@@ -13,13 +13,21 @@ S = JobStatus
 
 
 def job_record(job_id: str, spec: NewJob) -> bytes:
-    """One argument per job (see enqueue.lua): the idempotency key last, as it may hold a newline."""
+    """One argument per job (see enqueue.lua): a header with the lengths of the idempotency key
+    and fingerprint, then those two, then ``d``, the job's immutable fields as stored."""
+    idem = (spec.idempotency_key or "").encode()
+    fp = spec.fingerprint().encode() if spec.idempotency_key else b""
     run_at = -1 if spec.run_at_ms is None else spec.run_at_ms
-    head = (
-        f"{job_id}\n{spec.type}\n{spec.priority} {spec.delay_ms} {run_at} {spec.max_retries} "
-        f"{math.ceil(spec.timeout * 1000)}\n{spec.fingerprint() if spec.idempotency_key else ''}\n"
-    )
-    return head.encode() + spec.payload_json + b"\n" + (spec.idempotency_key or "").encode()
+    head = f"{job_id} {spec.delay_ms} {run_at} {spec.priority} {len(idem)} {len(fp)}\n".encode()
+    d = f"{spec.type}\n{spec.priority} {spec.max_retries} {math.ceil(spec.timeout * 1000)}\n".encode()
+    return head + idem + fp + d + spec.payload_json
+
+
+def split_d(d: bytes) -> tuple[str, int, int, int, bytes]:
+    """``d`` (type, priority, max_retries, timeout ms, payload JSON) from its stored form."""
+    typ, nums, payload = d.split(b"\n", 2)
+    pri, maxr, tmo = nums.split(b" ")
+    return typ.decode(), int(pri), int(maxr), int(tmo), payload
 
 
 def text(v: bytes | str) -> str:
@@ -35,18 +43,19 @@ def num(v: bytes | int | None, default: int = 0) -> int:
 
 
 def claimed_job(queue: str, row: list[bytes], now: int) -> Job:
-    """A job from one of claim.lua's rows: {id, lease, att, type, payload, pri, maxr, tmo, run, idem, ca, err, errs}."""
-    jid, lease, att, typ, payload, pri, maxr, tmo, run, idem, ca, err, errs = row
+    """A job from one of claim.lua's rows: {id, lease, att, d, run, idem, ca, err, errs}."""
+    jid, lease, att, d, run, idem, ca, err, errs = row
+    typ, pri, maxr, tmo, payload = split_d(d)
     return Job(
         id=jid.decode(),
         queue=queue,
-        type=typ.decode(),
+        type=typ,
         payload=orjson.loads(payload),
-        priority=int(pri),
+        priority=pri,
         status=S.RUNNING,
         attempts=int(att),
-        max_retries=int(maxr),
-        timeout=int(tmo) / 1000,
+        max_retries=maxr,
+        timeout=tmo / 1000,
         run_at=None if run is None else int(run),
         idempotency_key=opt_text(idem),
         last_error=opt_text(err),
@@ -59,33 +68,43 @@ def claimed_job(queue: str, row: list[bytes], now: int) -> Job:
 
 
 def decode_job(job_id: str, queue: str, f: dict[bytes, bytes]) -> Job:
-    """A job from its hash (HGETALL)."""
+    """A job from its hash (HGETALL); jobs written before ``d`` have one field each."""
 
     def g(name: str) -> bytes | None:
         return f.get(name.encode())
 
+    d = g("d")
+    if d is not None:
+        typ, pri, maxr, tmo, payload = split_d(d)
+    else:
+        typ, pri, maxr, tmo = (g("type") or b"").decode(), num(g("pri")), num(g("maxr")), num(g("tmo"))
+        payload = g("payload") or b"null"
     errs = g("errs")
     res = g("res")
     prog = g("prog")
+    ca = num(g("ca"))
+    sa = None if g("sa") is None else num(g("sa"))
+    fa = None if g("fa") is None else num(g("fa"))
     return Job(
         id=job_id,
         queue=queue,
-        type=(g("type") or b"").decode(),
-        payload=orjson.loads(g("payload") or b"null"),
-        priority=num(g("pri")),
+        type=typ,
+        payload=orjson.loads(payload),
+        priority=pri,
         status=S((g("st") or b"PENDING").decode()),
         attempts=num(g("att")),
-        max_retries=num(g("maxr")),
-        timeout=num(g("tmo")) / 1000,
+        max_retries=maxr,
+        timeout=tmo / 1000,
         run_at=None if g("run") is None else num(g("run")),
         idempotency_key=opt_text(g("idem")),
         last_error=opt_text(g("err")),
         errors=decode_errors(errs),
         result=orjson.loads(res) if res else None,
-        created_at=num(g("ca")),
-        updated_at=num(g("ua") or g("ca")),
-        started_at=None if g("sa") is None else num(g("sa")),
-        finished_at=None if g("fa") is None else num(g("fa")),
+        created_at=ca,
+        # claim and complete leave ua alone (a field less to write): the latest transition time
+        updated_at=max(num(g("ua")), ca, sa or 0, fa or 0),
+        started_at=sa,
+        finished_at=fa,
         lease=num(g("lease")),
         progress_info=orjson.loads(prog) if prog else None,
         lease_ms=None if g("lms") is None else num(g("lms")),

@@ -20,7 +20,7 @@ KEY_SUFFIXES: dict[str, tuple[str, ...]] = {
     "enqueue": ("meta", "ready", "delayed"),
     "claim": ("meta", "ready", "delayed", "running"),
     "extend_lease": ("running",),
-    "complete": ("running",),
+    "complete": ("running", "done"),
     "fail": ("running", "delayed", "dead"),
     "release": ("running", "ready"),
     "recover_expired": ("running", "ready", "dead"),
@@ -31,6 +31,7 @@ KEY_SUFFIXES: dict[str, tuple[str, ...]] = {
     "purge": ("ready", "delayed"),
     "drop_queue": ("meta", "running"),
     "progress": (),
+    "run_now": ("delayed", "ready"),
 }
 # renew_node and advance_schedule: one key of their own (gtq:node:<n>, gtq:sched:<name>)
 NAMES = (*KEY_SUFFIXES, "renew_node", "advance_schedule")
@@ -64,6 +65,7 @@ class Scripts:
     purge: AsyncScript
     drop_queue: AsyncScript
     progress: AsyncScript
+    run_now: AsyncScript
     renew_node: AsyncScript
     advance_schedule: AsyncScript
 

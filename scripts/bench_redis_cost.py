@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""Redis CPU per job, phase by phase (issue 15): one JSON line.
+
+Drives the Redis backend directly (no HTTP, no handler) so each phase's Redis cost stands alone:
+enqueue in bulk (enqueue_many, 1,000 a call), enqueue one by one (``--callers`` concurrent
+App.submit, the path of a single POST /jobs), claim (calls of 100, as a busy worker), complete
+(calls of ``--complete-batch``). For each phase: redis-server CPU time (utime+stime from
+/proc) per job, and where it went (INFO commandstats: usec per job of each command, the commands
+a script calls counted under their own names). "processed" = enqueue + claim + complete.
+Starts its own redis-server on a free loopback port and stops it by pid.
+
+    .venv/bin/python scripts/bench_redis_cost.py [--n 20000] [--runs 3] [--callers 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_core import redis_server
+
+from gotaskq import App
+from gotaskq.backends.base import Completion
+from gotaskq.backends.redis import RedisBackend
+from gotaskq.config import Settings
+from gotaskq.job import NewJob
+
+TICK = os.sysconf("SC_CLK_TCK")
+PAYLOAD = {"i": 0, "pad": "x" * 40}  # ~50 bytes, as bench_core
+
+
+def cpu_us(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1e6 / TICK
+
+
+def commandstats(raw: redis.Redis) -> dict[str, tuple[int, int]]:
+    stats: dict[str, Any] = raw.info("commandstats")  # type: ignore[assignment]
+    return {k.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"])) for k, v in stats.items()}
+
+
+async def measure(raw: redis.Redis, pid: int, n: int, step: Callable[[], Awaitable[None]]) -> dict[str, Any]:
+    before_cpu, before = cpu_us(pid), commandstats(raw)
+    await step()
+    after_cpu, after = cpu_us(pid), commandstats(raw)
+    per_cmd = {}
+    for name, (calls, usec) in after.items():
+        c0, u0 = before.get(name, (0, 0))
+        if usec - u0 > 0:
+            per_cmd[name] = {"calls_per_job": round((calls - c0) / n, 3), "us_per_job": round((usec - u0) / n, 3)}
+    top = dict(sorted(per_cmd.items(), key=lambda kv: -kv[1]["us_per_job"])[:8])
+    return {"cpu_us_per_job": (after_cpu - before_cpu) / n, "commands": top}
+
+
+async def one_run(url: str, raw: redis.Redis, pid: int, args: argparse.Namespace) -> dict[str, Any]:
+    raw.flushall()
+    settings = Settings(redis_url=url, max_queue_depth=0, num_workers=0)
+    app = App(settings, builtins=False)
+    await app.start()
+    backend = app.backend
+    assert isinstance(backend, RedisBackend)
+    n = args.n
+    out: dict[str, Any] = {}
+
+    async def bulk() -> None:
+        for start in range(0, n, 1000):
+            await backend.enqueue_many([NewJob.build("noop", PAYLOAD) for _ in range(start, min(n, start + 1000))])
+
+    async def single() -> None:
+        it = iter(range(n))
+
+        async def caller() -> None:
+            for _ in it:
+                await app.submit(NewJob.build("noop", PAYLOAD))
+
+        await asyncio.gather(*(caller() for _ in range(args.callers)))
+
+    leases: list[tuple[str, int]] = []
+
+    async def claim() -> None:
+        while len(leases) < n:
+            batch = await backend.claim("default", 100, 60_000)
+            if not batch.jobs:
+                break
+            leases.extend((c.job.id, c.token) for c in batch.jobs)
+
+    async def complete() -> None:
+        k = args.complete_batch
+        for i in range(0, len(leases), k):
+            done = [Completion(jid, tok, b"null") for jid, tok in leases[i : i + k]]
+            await backend.complete("default", done)
+
+    for path, enqueue in (("bulk", bulk), ("single", single)):
+        leases.clear()
+        phases = {"enqueue": await measure(raw, pid, n, enqueue)}
+        phases["claim"] = await measure(raw, pid, n, claim)
+        assert len(leases) == n, (path, len(leases))
+        phases["complete"] = await measure(raw, pid, n, complete)
+        total = sum(p["cpu_us_per_job"] for p in phases.values())
+        out[path] = {"processed_cpu_us_per_job": total, "phases": phases}
+    await app.close()
+    return out
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"min": round(min(values), 2), "median": round(statistics.median(values), 2), "max": round(max(values), 2)}
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=20_000, help="jobs per run (default 20000)")
+    ap.add_argument("--runs", type=int, default=3, help="runs (default 3)")
+    ap.add_argument("--callers", type=int, default=50, help="concurrent single enqueues (default 50)")
+    ap.add_argument("--complete-batch", type=int, default=50, help="completions per call (default 50)")
+    args = ap.parse_args()
+    with redis_server() as url:
+        raw = redis.Redis.from_url(url)
+        pid = int(raw.info("server")["process_id"])
+        runs = [await one_run(url, raw, pid, args) for _ in range(args.runs)]
+        raw.close()
+    out: dict[str, Any] = {"bench": "redis_cost", "n": args.n, "runs": args.runs}
+    for path in ("bulk", "single"):
+        out[f"{path}_processed_cpu_us_per_job"] = spread([r[path]["processed_cpu_us_per_job"] for r in runs])
+        for phase in ("enqueue", "claim", "complete"):
+            out[f"{path}_{phase}_cpu_us_per_job"] = spread([r[path]["phases"][phase]["cpu_us_per_job"] for r in runs])
+    out["last_run_commands"] = {
+        f"{path}_{phase}": runs[-1][path]["phases"][phase]["commands"]
+        for path in ("bulk", "single")
+        for phase in ("enqueue", "claim", "complete")
+    }
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
