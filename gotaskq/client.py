@@ -63,6 +63,17 @@ class Client:
         job: dict[str, Any] = self._call("POST", "/jobs", {"type": type, "payload": payload, **options})
         return job
 
+    def enqueue_batch(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """POST /jobs/batch: 1 to 1000 POST /jobs bodies, all stored or none (an ApiError
+        names the refused ones as ``jobs[i].field``); the jobs in the order given."""
+        stored: list[dict[str, Any]] = self._call("POST", "/jobs/batch", {"jobs": jobs})["jobs"]
+        return stored
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """DELETE /jobs/{id}: a PENDING or SCHEDULED job becomes CANCELLED (409 otherwise)."""
+        job: dict[str, Any] = self._call("DELETE", f"/jobs/{job_id}")
+        return job
+
     def get_job(self, job_id: str) -> dict[str, Any] | None:
         try:
             job: dict[str, Any] = self._call("GET", f"/jobs/{job_id}")

@@ -294,3 +294,15 @@ def _on_a_terminal(url: str, *args: str, **env: str) -> str:
     finally:
         os.close(primary)
     return b"".join(chunks).decode()
+
+
+def test_the_python_client_batches_and_cancels(server: Served) -> None:
+    from gotaskq.client import ApiError, Client
+
+    with Client(server.url, token="api-secret") as c:
+        jobs = c.enqueue_batch([{"type": "noop", "delay": 3600}, {"type": "noop", "delay": 3600}])
+        assert [j["status"] for j in jobs] == ["SCHEDULED", "SCHEDULED"]
+        assert c.cancel(jobs[0]["id"])["status"] == "CANCELLED"
+        with pytest.raises(ApiError) as refused:
+            c.enqueue_batch([{"type": "noop"}, {"type": "noop", "priority": "high"}])
+        assert refused.value.status == 422 and "jobs[1].priority" in refused.value.fields
