@@ -83,7 +83,8 @@ class Remote:
             given = "it is not set here" if not self.tokens.get(area) else "the server refused its value"
             text += f" (the CLI sends {var} as the bearer token of this route: {given})"
         elif resp.status_code == 403:
-            text += " (the server refuses writes here whatever the token)"
+            var = TOKEN_VARS.get(area, "API_TOKEN")
+            text += f" (the CLI sent {var}; while the server has ADMIN_READONLY set, no token may change anything)"
         fields = err.get("fields") if isinstance(err, dict) else None
         if isinstance(fields, dict) and fields:
             text += "".join(f"\n  {name}: {why}" for name, why in sorted(fields.items()))
