@@ -215,7 +215,7 @@ def _enqueue_parser(sub: Sub) -> None:
     e.add_argument("type", nargs="?", help="job type (leave out with --file)")
     e.add_argument("--payload", help="the job's payload, JSON")
     e.add_argument("--queue", help="queue (default: default)")
-    e.add_argument("--priority", type=int, help="higher runs first (default 0)")
+    e.add_argument("--priority", type=int, help="0..10, higher runs first (default 0)")
     e.add_argument("--delay", type=duration_arg, help="run after this long: 30, 30s, 250ms, 5m, 1h")
     e.add_argument("--run-at", dest="run_at", help="run at this time: RFC 3339 or epoch seconds")
     e.add_argument("--max-retries", dest="max_retries", type=int, help="retries after the first attempt (MAX_RETRIES)")
@@ -322,7 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     _dlq_parser(sub)
     w = _common(sub.add_parser("workers", help="live worker processes: queues, busy/concurrency, jobs running"))
     w.set_defaults(fn=_over_http(cmd_workers))
-    h = _common(sub.add_parser("health", help="exit 0 when the server answers /healthz (alive)"))
+    alive = "exit 0 when the server is alive (/healthz) or, with --ready, ready (/readyz)"
+    h = _common(sub.add_parser("health", help=alive, description=alive))
     h.add_argument("--ready", action="store_true", help="ask /readyz instead: exit 0 when the job store answers too")
     h.set_defaults(fn=_over_http(cmd_health))
     return p
