@@ -97,7 +97,7 @@ def enqueue_file(args: argparse.Namespace, remote: Remote, out: Output) -> int:
     size = min(args.batch_size or MAX_BATCH, MAX_BATCH)
     summary = Summary()
     lines = _read_lines(args.file, _options(args), summary)
-    sender = _Sender(remote, summary, max_bytes=args.max_body_bytes, progress=Progress(len(lines) or None))
+    sender = _Sender(remote, summary, Progress(len(lines) or None))
     sender.first_unconfirmed = lines[0].number if lines else 0
     try:
         for chunk in _chunks(lines, size, args.max_body_bytes):
@@ -182,7 +182,7 @@ class _Sender:
     """Sends batches; a refused batch stored nothing (all or nothing), so the CLI drops the
     lines the refusal names, or halves the batch until it finds them, and sends the rest."""
 
-    def __init__(self, remote: Remote, summary: Summary, *, max_bytes: int, progress: Progress) -> None:
+    def __init__(self, remote: Remote, summary: Summary, progress: Progress) -> None:
         self.remote = remote
         self.summary = summary
         self.progress = progress
@@ -249,7 +249,7 @@ class _Sender:
         self._advance(1)
 
     def _accepted(self, batch: list[Line], jobs: list[dict[str, Any]], sent_ms: float) -> None:
-        fresh = [_ms(j["created_at"]) for x, j in zip(batch, jobs, strict=True) if "idempotency_key" not in x.job]
+        fresh = [_ms(j["created_at"]) for x, j in zip(batch, jobs, strict=True) if not x.job.get("idempotency_key")]
         if fresh:  # a job without a key is always new: its time is the batch's, on the server's clock
             batch_ms = max(fresh)
             self.skew_ms = batch_ms - sent_ms

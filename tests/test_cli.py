@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import time
 from typing import Any
 
 import httpx
@@ -191,3 +192,70 @@ def test_an_unreachable_server_is_named_with_where_its_url_came_from(
     assert f"not ready: cannot reach http://127.0.0.1:{port} (GOTASKQ_URL unset: HOST and PORT)" in (
         capsys.readouterr().err
     )
+
+
+class _FakeBatches:
+    """POST /jobs/batch as the server answers it: all or nothing; keys seen before are replays
+    (created an hour ago); a "conflict" key is refused (409); queue "gone" does not exist."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, dict[str, Any]] = {}
+        self.calls = 0
+        self.next_id = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.calls += 1
+        jobs = json.loads(request.content)["jobs"]
+        bad = {f"jobs[{i}].priority": "must be an integer" for i, j in enumerate(jobs) if j.get("priority") == "x"}
+        if bad:
+            return httpx.Response(422, json={"error": {"code": "validation_error", "message": "?", "fields": bad}})
+        for j in jobs:
+            if j.get("queue") == "gone":
+                return httpx.Response(404, json={"error": {"code": "queue_not_found", "message": "no gone"}})
+            if j.get("idempotency_key") == "conflict":
+                return httpx.Response(409, json={"error": {"code": "idempotency_conflict", "message": "other"}})
+        now = _iso(time.time())
+        out = []
+        for j in jobs:
+            key = j.get("idempotency_key")
+            if key and key in self.keys:
+                out.append(self.keys[key])
+                continue
+            self.next_id += 1
+            job = {"id": str(self.next_id), "created_at": now}
+            if key:
+                self.keys[key] = job
+            out.append(job)
+        return httpx.Response(201, json={"jobs": out})
+
+
+def test_a_file_of_jobs_is_sent_around_its_refused_lines(tmp_path: Any) -> None:
+    from gotaskq.cli_enqueue import enqueue_file
+
+    server = _FakeBatches()
+    server.keys["old"] = {"id": "old-id", "created_at": _iso(time.time() - 3600)}
+    lines = [{"type": "t", "idempotency_key": f"k{i}"} for i in range(40)]  # every line keyed
+    lines[5] = {"type": "t", "idempotency_key": "old"}
+    lines[11] = {"type": "t", "priority": "x"}
+    lines[17] = {"type": "t", "idempotency_key": "conflict"}
+    lines[23] = {"type": "t", "queue": "gone"}
+    lines[29] = {"type": "t", "queue": "gone"}
+    lines[31] = {"type": "t", "idempotency_key": "k30"}  # the same key twice in one file
+    path = tmp_path / "jobs.ndjson"
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    args = argparse.Namespace(file=str(path), batch_size=16, max_body_bytes=1 << 20)
+    for name in ("queue", "priority", "delay", "run_at", "max_retries", "timeout"):
+        setattr(args, name, None)
+    buf = io.StringIO()
+    assert enqueue_file(args, _remote(server), Output(json=True, out=buf)) == 1
+    summary = json.loads(buf.getvalue())
+    assert [(r["line"], r["code"]) for r in summary["refused"]] == [
+        (12, "validation_error"),
+        (18, "idempotency_conflict"),
+        (24, "queue_not_found"),
+        (30, "queue_not_found"),
+    ]
+    assert (summary["created"], summary["existed"]) == (34, 2)
+    existed = [j["line"] for j in summary["jobs"] if not j["created"]]
+    assert existed == [6, 32]
+    assert server.calls < 20  # halving finds the refused lines without a call a line
