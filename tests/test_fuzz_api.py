@@ -604,9 +604,16 @@ async def seed(api: Api, queues: Sequence[str]) -> tuple[list[str], list[str]]:
     return ids + dead, dead
 
 
-KEY_RE = re.compile(rb"gtq:\{([^}]*)\}:(meta|ready|delayed|running|dead|j:[0-9]{1,20}|idem:.+|stats:[0-9]+)", re.S)
+KEY_RE = re.compile(rb"gtq:\{([^}]*)\}:(meta|ready|delayed|running|dead|done|j:[0-9]{1,20}|idem:.+|stats:[0-9]+)", re.S)
 QUEUE_RE = re.compile(rb"[A-Za-z0-9_.\-]{1,64}")
-KEY_TYPES = {b"meta": b"hash", b"ready": b"zset", b"delayed": b"zset", b"running": b"zset", b"dead": b"zset"}
+KEY_TYPES = {
+    b"meta": b"hash",
+    b"ready": b"zset",
+    b"delayed": b"zset",
+    b"running": b"zset",
+    b"dead": b"zset",
+    b"done": b"zset",
+}
 FINISHED = {b"DONE", b"CANCELLED"}
 
 
