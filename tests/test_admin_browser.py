@@ -44,6 +44,7 @@ PAGE_SIZE = 50  # PAGE_SIZE of app.js
 # Playwright evaluates string expressions with eval, which the page's CSP refuses: pass functions.
 ROWS_ARE = "n => document.querySelectorAll('#dlq-jobs tbody tr[data-job]').length === n"
 DESKTOP = {"width": 1280, "height": 860}
+LAPTOP = {"width": 1366, "height": 768}
 PHONE = {"width": 375, "height": 812}
 
 
@@ -167,7 +168,7 @@ def make_server(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFact
             "BASE_DELAY": "10",
             "MAX_DELAY": "50",
             "LOG_LEVEL": "WARNING",
-            "GOTASKQ_HANDLERS": "xss_handlers",
+            "GOTASKQ_HANDLERS": "xss_handlers,test_admin_handlers",
             "PYTHONPATH": pythonpath,
             **env,
         }
@@ -284,8 +285,8 @@ def make_tab(browser: Any, shots: Path) -> Iterator[MakeTab]:
     contexts: list[Any] = []
     tabs: list[Tab] = []
 
-    def make(server: Server, viewport: dict[str, int] = DESKTOP) -> Tab:
-        context = browser.new_context(viewport=viewport)
+    def make(server: Server, viewport: dict[str, int] = DESKTOP, color_scheme: str = "light") -> Tab:
+        context = browser.new_context(viewport=viewport, color_scheme=color_scheme)
         contexts.append(context)
         page = context.new_page()
         page.set_default_timeout(UI_TIMEOUT_MS)
@@ -310,7 +311,8 @@ def make_tab(browser: Any, shots: Path) -> Iterator[MakeTab]:
 
 
 def main_buttons(tab: Tab) -> list[str]:
-    texts: list[str] = tab.page.locator("main button").all_text_contents()
+    """The buttons of the page that could change something (not: chart range, filter, paging)."""
+    texts: list[str] = tab.page.locator("main button:not(.range-btn, #filter-apply, .pager button)").all_text_contents()
     return texts
 
 
@@ -419,7 +421,7 @@ def test_cancel_paging_and_bulk_dlq_actions(server: Server, make_tab: MakeTab) -
     assert page.locator("button.pager-next").count() == 0
     page.click("button.pager-prev")
     page.wait_for_function(ROWS_ARE, arg=PAGE_SIZE)
-    dlq_requests = [r.url for r in tab.requests if "/dlq?" in r.url]
+    dlq_requests = [r.url for r in tab.requests if "/admin/jobs?" in r.url]
     assert dlq_requests and all(f"limit={PAGE_SIZE}" in u for u in dlq_requests)
 
     tab.confirm(page.locator("#replay-all"))
@@ -578,3 +580,323 @@ def test_phone_width(server: Server, make_tab: MakeTab) -> None:
     page.locator("#confirm").wait_for(state="visible")
     fits("confirm")
     page.locator("#confirm-no").click()
+
+
+# -- issue 14: charts, workers, retries, bulk actions, search, queue and schedule actions -------
+def dead_jobs(server: Server, queue: str, n: int, type: str = "fail", **fields: Any) -> list[str]:
+    r = server.client.post(
+        "/jobs/batch", json={"jobs": [{"type": type, "queue": queue, "max_retries": 0, **fields}] * n}
+    )
+    assert r.status_code == 201, r.text
+    return [j["id"] for j in r.json()["jobs"]]
+
+
+def rows_of(tab: Tab, table_id: str) -> list[str]:
+    ids: list[str] = tab.page.locator(f"#{table_id} tbody tr[data-job]").evaluate_all(
+        "rows => rows.map(r => r.dataset.job)"
+    )
+    return ids
+
+
+def test_history_charts_with_a_range_switch(server: Server, make_tab: MakeTab) -> None:
+    server.queue("charts")
+    dead_jobs(server, "charts", 3)
+    r = server.client.post("/jobs/batch", json={"jobs": [{"type": "noop", "queue": "charts", "delay": 3600}] * 1000})
+    assert r.status_code == 201
+    server.wait_dead_count("charts", 3)
+    tab = make_tab(server)
+    page = tab.page
+
+    tab.open("", "overview")
+    page.wait_for_selector('body[data-chart-range="1h"] #history-chart svg.chart rect.bar-dead')
+    assert re.fullmatch(r"1,\d{3}", page.locator(".tile-scheduled .tile-n").text_content())  # thousands separators
+    assert page.locator('#queues tr[data-queue="charts"] td').nth(1).text_content() == "1,000"
+    legend = page.locator('#history-chart .legend [data-series="dead"] strong').text_content()
+    assert int(legend.replace(",", "")) >= 3, legend  # every queue's, in the last hour
+    tab.shot("11-overview-chart-1h")
+    page.click('#history button[data-range="24h"]')
+    page.wait_for_selector('body[data-chart-range="24h"] #history-chart svg.chart')
+    assert any("minutes=1440" in r.url for r in tab.requests)
+    assert page.locator('#history button[data-range="24h"]').get_attribute("aria-pressed") == "true"
+    tab.shot("12-overview-chart-24h")
+
+    tab.open("#/queue/charts", "queue")  # the range chosen is kept
+    page.wait_for_selector('body[data-chart-range="24h"] #history-chart svg.chart rect.bar-dead')
+    title = page.locator("#history-chart svg g.bar title").last.text_content()
+    assert re.fullmatch(r"\d\d:\d\d\u2013\d\d:\d\d: done [\d,]+, failed [\d,]+, dead [\d,]+", title), title
+    tab.shot("13-queue-chart")
+    assert server.client.post("/queue/charts/purge").json() == {"purged": 1000}
+
+
+def test_workers_page_and_job_progress(server: Server, make_tab: MakeTab) -> None:
+    server.queue("slow")
+    job_id = server.job("slow", "progress", payload={"seconds": 15})
+    server.wait_status(job_id, "RUNNING")
+    deadline = time.monotonic() + 20  # the registry is refreshed every lease/3
+    while job_id not in str(server.client.get("/workers").json()):
+        assert time.monotonic() < deadline, "the worker registry never listed the running job"
+        time.sleep(0.2)
+    tab = make_tab(server)
+    page = tab.page
+
+    tab.open("#/workers", "workers")
+    row = page.locator(f'#workers tr[data-job="{job_id}"]')
+    row.wait_for()
+    cells = row.locator("td").all_text_contents()
+    assert cells[0] == "slow" and cells[1] == "progress"
+    assert re.fullmatch(r"\d+ s", cells[2]), cells  # running for
+    assert re.fullmatch(r"in \d+ s", cells[3]), cells  # lease deadline
+    assert re.search(r"\d+ / \d+", page.locator("#workers dd.busy").first.text_content())
+    tab.shot("14-workers")
+
+    tab.search(job_id)
+    page.wait_for_selector('body[data-job-status="RUNNING"] #job-progress')
+    assert page.locator("#job-progress").get_attribute("value") == "40"
+    assert "step 2 of 5" in page.locator("main").text_content()
+    for absent in ("#job-result", "#job-last-error", "#job-errors"):  # no empty boxes
+        assert page.locator(absent).count() == 0, absent
+    assert [t for t in page.locator("#job-facts dt").all_text_contents() if t in ("Finished", "Idempotency key")] == []
+    started = page.locator('dd[data-field="Started"] time')
+    assert re.fullmatch(r"(\d+ s ago|just now)", started.text_content())
+    assert re.search(r"\d{2}/\d{2}/\d{4}, \d{2}:\d{2}:\d{2} \(20\d\d-", started.get_attribute("title"))
+    tab.shot("15-job-progress")
+
+
+def test_retries_run_now_and_tracebacks(make_server: MakeServer, make_tab: MakeTab) -> None:
+    server = make_server(BASE_DELAY="60s", MAX_DELAY="120s")
+    server.queue("flaky")
+    job_id = server.job("flaky", "fail", max_retries=3)
+    deadline = time.monotonic() + 10
+    while (job := server.get_job(job_id))["attempts"] != 1 or job["status"] != "SCHEDULED":
+        assert time.monotonic() < deadline, job
+        time.sleep(0.05)
+    tab = make_tab(server)
+    page = tab.page
+
+    tab.open("#/retries", "retries")
+    row = page.locator(f'#retry-jobs tr[data-job="{job_id}"]')
+    row.wait_for()
+    assert "always fails" in row.locator("td.error-cell").text_content()
+    assert re.fullmatch(r"in \d+ s", row.locator("time").text_content())
+    tab.shot("16-retries")
+    tab.confirm(row.locator("button.run-now"))
+    tab.flash(f"Job {job_id} runs now: PENDING")
+    deadline = time.monotonic() + 10
+    while server.get_job(job_id)["attempts"] != 2:  # it ran at once, failed, and waits again
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+    tab.open("#/queue/flaky?state=retries", "queue")
+    page.wait_for_selector(f'#jobs tr[data-job="{job_id}"]')
+    assert page.locator("a.tab.active").get_attribute("data-state") == "retries"
+
+    tab.search(job_id)
+    page.wait_for_selector('body[data-job-status="SCHEDULED"] #run-now')
+    attempts = page.locator("#job-errors details.attempt")
+    assert attempts.count() == 2
+    assert attempts.evaluate_all("ds => ds.filter(d => d.open).length") == 0  # tracebacks folded
+    assert not page.locator("#job-errors pre.traceback").first.is_visible()
+    attempts.first.locator("summary").click()
+    assert "Traceback (most recent call last)" in attempts.first.locator("pre.traceback").text_content()
+    assert page.locator("#job-result").count() == 0
+    tab.shot("17-job-tracebacks")
+    tab.confirm(page.locator("#run-now"))
+    tab.flash(f"Job {job_id} runs now")
+
+
+def test_search_select_and_bulk_actions(server: Server, make_tab: MakeTab) -> None:
+    server.queue("triage")
+    failing = dead_jobs(server, "triage", 3)
+    bad_sleep = dead_jobs(server, "triage", 2, "sleep", payload={"seconds": "soon"})
+    server.wait_dead_count("triage", 5)
+    tab = make_tab(server)
+    page = tab.page
+
+    tab.open("#/dlq/triage", "dlq")
+    page.fill("#filter-error", "PAYLOAD.SECONDS must")  # case does not matter
+    page.press("#filter-error", "Enter")
+    page.wait_for_function(ROWS_ARE, arg=2)
+    assert sorted(rows_of(tab, "dlq-jobs")) == sorted(bad_sleep)
+    assert "error=PAYLOAD.SECONDS" in page.url
+    page.check("#select-page")
+    assert page.locator("#bulk-count").text_content() == "2 selected"
+    page.wait_for_selector('body[data-live-held="1"]')  # no re-render while rows are selected
+    assert page.locator("#live-state").text_content() == "paused: rows selected"
+    tab.shot("18-dlq-search-selected")
+    tab.confirm(page.locator("#bulk button.bulk-replay"))
+    assert tab.flash("Replay:") == "Replay: 2 of 2 done."
+    server.wait_dead_count("triage", 5)  # they fail again
+
+    page.click("#filter-clear")
+    page.wait_for_function(ROWS_ARE, arg=5)
+    page.fill("#filter-type", "fail")
+    page.press("#filter-type", "Enter")
+    page.wait_for_function(ROWS_ARE, arg=3)
+    page.locator("input.select-job").first.check()
+    page.check("#bulk-all")  # every job matching the view, not only the ticked one
+    assert page.locator("#bulk-count").text_content() == "Every matching job"
+    page.locator("#bulk button.bulk-delete").click()
+    assert (
+        "every job matching this view (state dead, type fail, queue triage)"
+        in page.locator("#confirm-text").text_content()
+    )
+    page.locator("#confirm-yes").click()
+    assert tab.flash("Delete:") == "Delete: 3 of 3 done."
+    page.wait_for_selector("#dlq-jobs tr.empty")
+    assert sorted(j["id"] for j in server.client.get("/dlq", params={"queue": "triage"}).json()["jobs"]) == sorted(
+        bad_sleep
+    )
+    assert all(server.client.get(f"/dlq/{i}").status_code == 404 for i in failing)
+
+    later = [server.job("triage", delay=3600) for _ in range(3)]
+    tab.open("#/queue/triage?state=scheduled", "queue")
+    page.wait_for_function("n => document.querySelectorAll('#jobs tbody tr[data-job]').length === n", arg=3)
+    page.locator(f'#jobs tr[data-job="{later[0]}"] input.select-job').check()
+    tab.confirm(page.locator("#bulk button.bulk-cancel"))
+    assert tab.flash("Cancel:") == "Cancel: 1 of 1 done."
+    assert server.get_job(later[0])["status"] == "CANCELLED"
+    page.wait_for_function("n => document.querySelectorAll('#jobs tbody tr[data-job]').length === n", arg=2)
+    page.check("#select-page")
+    tab.confirm(page.locator("#bulk button.bulk-run_now"))
+    assert tab.flash("Run now:") == "Run now: 2 of 2 done."
+    for job_id in later[1:]:
+        server.wait_status(job_id, "DONE")
+
+    tab.open("#/queue/triage?state=done", "queue")  # finished jobs are listed until their TTL
+    page.wait_for_selector(f'#jobs tr[data-job="{later[1]}"]')
+    assert set(later[1:]) <= set(rows_of(tab, "jobs"))
+    tab.shot("19-queue-done")
+    mutations = [(r.method, r.url.split("?")[0].removeprefix(server.url)) for r in tab.requests if r.method != "GET"]
+    assert mutations == [("POST", "/admin/bulk")] * 4
+
+
+def test_queue_settings_purge_and_delete(server: Server, make_tab: MakeTab) -> None:
+    server.queue("tuned")
+    for _ in range(2):
+        server.job("tuned", delay=3600)
+    tab = make_tab(server)
+    page = tab.page
+
+    tab.open("#/queue/tuned", "queue")
+    page.click("#settings-card summary")
+    page.fill("#set-concurrency", "3")
+    page.fill("#set-rate-max", "1200")
+    page.fill("#set-rate-per", "60")
+    tab.shot("20-queue-settings")
+    page.click("#save-settings")
+    tab.flash("Settings of tuned saved")
+    info = server.client.get("/queue/tuned").json()
+    assert info["concurrency"] == 3 and info["rate_limit"] == {"max": 1200, "per": 60.0}
+    page.wait_for_selector('#settings-card summary:has-text("3 at once, 1,200 per 60 s")')
+    page.click("#flash-close")
+    page.click("#settings-card summary")
+    page.fill("#set-concurrency", "")
+    page.fill("#set-rate-max", "")
+    page.click("#save-settings")
+    tab.flash("Settings of tuned saved")
+    page.wait_for_selector('#settings-card summary:has-text("no concurrency limit, no rate limit")')
+    info = server.client.get("/queue/tuned").json()
+    assert info["concurrency"] is None and info["rate_limit"] is None
+
+    tab.confirm(page.locator("#purge-queue"))
+    assert tab.flash("Purged") == "Purged 2 job(s) of tuned."
+    tab.confirm(page.locator("#delete-queue"))
+    tab.flash("Queue tuned deleted")
+    tab.wait_view("overview")
+    assert server.client.get("/queue/tuned").status_code == 404
+
+
+def test_schedules_page(server: Server, make_tab: MakeTab) -> None:
+    body = {"every": 3600, "job": {"type": "noop", "queue": "default", "payload": {"report": "daily"}}}
+    assert server.client.put("/schedules/hourly-report", json=body).status_code == 201
+    tab = make_tab(server)
+    page = tab.page
+
+    tab.open("#/schedules", "schedules")
+    row = page.locator('#schedules tr[data-schedule="hourly-report"]')
+    row.wait_for()
+    assert row.locator("td").nth(0).text_content() == "every 1 h"
+    assert re.fullmatch(r"in (59 min( \d+ s)?|1 h)", row.locator("td").nth(2).text_content())
+    tab.shot("21-schedules")
+    tab.confirm(row.locator("button.pause"))
+    tab.flash("Schedule hourly-report paused")
+    schedule = server.client.get("/schedules/hourly-report").json()
+    assert schedule["paused"] is True and schedule["job"] == body["job"] and schedule["every"] == 3600
+    page.wait_for_selector('#schedules tr[data-schedule="hourly-report"] .badge-paused')
+    tab.confirm(row.locator("button.resume"))
+    tab.flash("Schedule hourly-report resumed")
+    assert server.client.get("/schedules/hourly-report").json()["paused"] is False
+    tab.confirm(row.locator("button.delete"))
+    tab.flash("Schedule hourly-report deleted")
+    assert server.client.get("/schedules/hourly-report").status_code == 404
+
+
+def test_live_updates_hold_while_text_is_selected(server: Server, make_tab: MakeTab) -> None:
+    tab = make_tab(server)
+    page = tab.page
+    tab.open("", "overview")
+    page.wait_for_selector('body[data-stats-rendered="1"]')
+    page.evaluate(
+        """() => {
+            const range = document.createRange();
+            range.selectNodeContents(document.querySelector("main h1"));
+            getSelection().removeAllRanges();
+            getSelection().addRange(range);
+        }"""
+    )
+    page.wait_for_selector('body[data-live-held="1"]')
+    assert page.locator("#live-state").text_content() == "paused: text selected"
+    before = len([r for r in tab.requests if r.url.endswith("/queue")])
+    page.wait_for_timeout(3500)
+    assert len([r for r in tab.requests if r.url.endswith("/queue")]) == before
+    page.evaluate("() => getSelection().removeAllRanges()")
+    page.wait_for_selector('body[data-live-held="0"]')
+    page.wait_for_function(
+        "n => performance.getEntriesByType('resource').filter(e => e.name.endsWith('/queue')).length > n",
+        arg=before,
+    )
+
+
+BROKEN_WORDS = """() => {
+    const broken = [];
+    for (const cell of document.querySelectorAll("#dlq-jobs th, #dlq-jobs td")) {
+        const walk = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+        for (let node = walk.nextNode(); node; node = walk.nextNode()) {
+            // Words: what a person reads as one (markup-like tokens may break at their punctuation).
+            for (const m of node.data.matchAll(/[\\p{L}\\p{N}_.,:;'()]+/gu)) {
+                const range = document.createRange();
+                range.setStart(node, m.index);
+                range.setEnd(node, m.index + m[0].length);
+                const lines = new Set([...range.getClientRects()].map((r) => Math.round(r.top)));
+                if (lines.size > 1) broken.push(m[0]);
+            }
+        }
+    }
+    return broken;
+}"""
+
+
+def test_dlq_words_are_never_broken_at_1366px_and_dark_mode(server: Server, make_tab: MakeTab) -> None:
+    server.queue("wide")
+    words = "the upstream payment provider answered with an unexpected status while we were reconciling"
+    dead_jobs(server, "wide", 4, "sleep", payload={"seconds": words})
+    dead_jobs(server, "wide", 2, "evil", payload={"note": words})
+    server.wait_dead_count("wide", 6)
+    tab = make_tab(server, LAPTOP)
+    page = tab.page
+    tab.open("#/dlq/wide", "dlq")
+    page.wait_for_function(ROWS_ARE, arg=6)
+    assert page.evaluate(BROKEN_WORDS) == []
+    assert page.evaluate("document.documentElement.scrollWidth") <= LAPTOP["width"]
+    tab.shot("22-dlq-1366")
+
+    dark = make_tab(server, LAPTOP, color_scheme="dark")
+    dark.open("#/dlq/wide", "dlq")
+    dark.page.wait_for_function(ROWS_ARE, arg=6)
+    background = dark.page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background == "rgb(18, 22, 28)", background
+    assert dark.page.evaluate(BROKEN_WORDS) == []
+    dark.shot("23-dark-dlq")
+    dark.open("", "overview")
+    dark.page.wait_for_selector("#history-chart svg.chart")
+    dark.shot("24-dark-overview")
