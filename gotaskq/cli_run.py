@@ -34,9 +34,11 @@ class Shutdown:
         """Call on the event loop: the first signal stops claiming, the second stops now."""
         self.signals += 1
         workers = list(self.app.workers)
+        if not workers:  # `gotaskq api`, NUM_WORKERS=0: no job to finish, uvicorn says the rest
+            return
         held = sum(w.inflight for w in workers)
         if self.signals == 1:
-            log.warning("%s", first_message(self.app.settings, held))
+            log.warning("%s", first_message(self.app.settings, held) if held else "no job running: stopping")
             for w in workers:
                 w.request_stop()
         elif self.signals == 2:
@@ -50,7 +52,7 @@ def first_message(settings: Settings, held: int) -> str:
     if settings.use_redis:
         text += "; jobs still running then go back to their queue"
     else:
-        text += "; in-memory mode (no REDIS_URL): jobs still running then are lost with the process"
+        text += "; in-memory mode (no REDIS_URL): unfinished and waiting jobs are lost with the process"
     return text + "; press Ctrl+C again to stop now"
 
 

@@ -68,7 +68,7 @@ def test_serve_ctrl_c_twice_stops_now_in_memory_mode(tmp_path: Path) -> None:
         took = _stop_twice(
             served,
             signal.SIGINT,
-            ["finishing 1 job, up to 30 s (SHUTDOWN_GRACE)", "in-memory mode (no REDIS_URL)", "lost with the process"],
+            ["finishing 1 job, up to 30 s (SHUTDOWN_GRACE)", "in-memory mode (no REDIS_URL)", "waiting jobs are lost"],
         )
     finally:
         served.stop()
