@@ -644,7 +644,7 @@ def test_workers_page_and_job_progress(server: Server, make_tab: MakeTab) -> Non
     row.wait_for()
     cells = row.locator("td").all_text_contents()
     assert cells[0] == "slow" and cells[1] == "progress"
-    assert re.fullmatch(r"\d+ s", cells[2]), cells  # running for
+    assert re.fullmatch(r"\d+ m?s", cells[2]), cells  # running for
     assert re.fullmatch(r"in \d+ s", cells[3]), cells  # lease deadline
     assert re.search(r"\d+ / \d+", page.locator("#workers dd.busy").first.text_content())
     tab.shot("14-workers")

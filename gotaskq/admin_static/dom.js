@@ -81,6 +81,7 @@ export function pretty(value) {
 }
 
 export function span(ms) {
+  if (Math.abs(ms) < 1000) return Math.round(Math.abs(ms)) + " ms";
   const s = Math.round(Math.abs(ms) / 1000);
   if (s < 60) return s + " s";
   if (s < 3600) return Math.floor(s / 60) + " min" + (s < 600 && s % 60 ? " " + (s % 60) + " s" : "");

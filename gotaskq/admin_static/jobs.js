@@ -154,7 +154,7 @@ export function jobTable(page, state, opts) {
       h("td", { class: "num" }, num(job.priority)),
       h("td", { class: "num" }, num(job.attempts) + " / " + num(job.max_retries)),
       h("td", { class: "nowrap" }, time(job[field])),
-      h("td", { class: "error-cell full" }, clip(job.last_error, 160)),
+      h("td", { class: "error-cell full", title: job.last_error && job.last_error.length > 160 ? job.last_error : null }, clip(job.last_error, 160)),
       actions ? h("td", { class: "actions-cell full" }, actions) : h("td", { class: "actions-cell full" })
     );
   });
