@@ -419,8 +419,12 @@ def test_cancel_paging_and_bulk_dlq_actions(server: Server, make_tab: MakeTab) -
     second_page = [rows.nth(i).get_attribute("data-job") for i in range(n - PAGE_SIZE)]
     assert not set(first_page) & set(second_page)
     assert page.locator("button.pager-next").count() == 0
+    page.reload()  # "Newer" still knows the way back
+    tab.wait_view("dlq")
+    page.wait_for_function(ROWS_ARE, arg=n - PAGE_SIZE)
     page.click("button.pager-prev")
     page.wait_for_function(ROWS_ARE, arg=PAGE_SIZE)
+    assert "cursor=" not in page.url
     dlq_requests = [r.url for r in tab.requests if "/admin/jobs?" in r.url]
     assert dlq_requests and all(f"limit={PAGE_SIZE}" in u for u in dlq_requests)
 

@@ -255,11 +255,25 @@ export function empty(text, span) {
   return h("tr", { class: "empty" }, h("td", { colspan: span }, text));
 }
 
-// Cursor paging: "Older" follows next_cursor; "Newer" pops the cursors we came through.
+// Cursor paging: "Older" follows next_cursor; "Newer" pops the cursors we came through (kept
+// in sessionStorage, so "Newer" still works after a reload).
+const PAGER_KEY = "gotaskq.pager";
 export function pager(key, baseHash, cursor, nextCursor) {
-  if (app.pager.key !== key) app.pager = { key, stack: [] };
+  if (app.pager.key !== key) {
+    let saved = null;
+    try {
+      saved = JSON.parse(sessionStorage.getItem(PAGER_KEY) || "null");
+    } catch (e) {
+      saved = null;
+    }
+    app.pager = saved && saved.key === key && Array.isArray(saved.stack) ? saved : { key, stack: [] };
+  }
+  if (!cursor) app.pager.stack = [];
   const stack = app.pager.stack;
-  const go = (c) => { location.hash = c ? baseHash + (baseHash.includes("?") ? "&" : "?") + "cursor=" + enc(c) : baseHash; };
+  const go = (c) => {
+    sessionStorage.setItem(PAGER_KEY, JSON.stringify(app.pager));
+    location.hash = c ? baseHash + (baseHash.includes("?") ? "&" : "?") + "cursor=" + enc(c) : baseHash;
+  };
   const bar = h("nav", { class: "pager", "aria-label": "Pages" });
   if (cursor) {
     bar.append(h("button", { type: "button", class: "secondary", onclick: () => { app.pager.stack = []; go(""); } }, "Newest"));
