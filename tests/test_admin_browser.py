@@ -702,6 +702,10 @@ def test_retries_run_now_and_tracebacks(make_server: MakeServer, make_tab: MakeT
     assert not page.locator("#job-errors pre.traceback").first.is_visible()
     attempts.first.locator("summary").click()
     assert "Traceback (most recent call last)" in attempts.first.locator("pre.traceback").text_content()
+    reads = len([r for r in tab.requests if r.url.endswith(f"/jobs/{job_id}")])
+    page.wait_for_timeout(3500)  # a live refresh re-renders the page and keeps the traceback unfolded
+    assert len([r for r in tab.requests if r.url.endswith(f"/jobs/{job_id}")]) > reads
+    assert page.locator("#job-errors details.attempt").first.evaluate("d => d.open")
     assert page.locator("#job-result").count() == 0
     tab.shot("17-job-tracebacks")
     tab.confirm(page.locator("#run-now"))

@@ -146,12 +146,13 @@ export function historyCard(seq, names, title) {
   return { card, fill };
 }
 
+// ``minutes``: points of series() (every minute, oldest first).
 export function sparkline(minutes) {
   const w = 4;
   const height = 20;
   const max = Math.max(1, ...minutes.map((m) => m.done + m.failed));
   const svg = s("svg", { viewBox: "0 0 " + minutes.length * w + " " + height, class: "spark", role: "img" });
-  svg.append(s("title", {}, minutes.map((m) => m.minute.slice(11, 16) + " done " + m.done + ", failed " + m.failed).join("\n")));
+  svg.append(s("title", {}, minutes.map((m) => hhmm(m.t) + " done " + num(m.done) + ", failed " + num(m.failed)).join("\n")));
   minutes.forEach((m, i) => {
     let yy = height;
     for (const [field, cls] of [["done", "spark-done"], ["failed", "spark-failed"]]) {

@@ -3,12 +3,14 @@ import {
   ApiError, JOB_ID_RE, actionButton, api, app, dlqHash, empty, enc, h, jobHash, link, num, parallel, pretty,
   queueHash, section, show, span, statusBadge, table, time,
 } from "./dom.js";
-import { historyCard, loadStats, sparkline } from "./chart.js";
+import { historyCard, loadStats, series, sparkline } from "./chart.js";
 
 const STATS_MINUTES = 15;
 const RATE_MINUTES = 5;
 
-function rates(c, minutes) {
+// The rates and sparkline of one queue from its last hour (the request the 1 h chart makes too).
+function rates(c, rows) {
+  const minutes = series([rows], STATS_MINUTES);
   const recent = minutes.slice(-RATE_MINUTES);
   const sum = (f) => recent.reduce((n, m) => n + m[f], 0);
   const fmt = (x) => (x >= 10 ? num(Math.round(x)) : x.toFixed(1));
@@ -27,7 +29,7 @@ export async function viewOverview(seq, refresh) {
   const rows = queues.map((q) => {
     const c = { processed: h("td", { class: "num" }, "…"), failed: h("td", { class: "num" }, "…"), spark: h("td", { class: "spark-cell" }) };
     cells.set(q.name, c);
-    const cached = app.stats.get(q.name + ":" + STATS_MINUTES);
+    const cached = app.stats.get(q.name + ":60");
     if (cached) rates(c, cached.minutes); // no flicker on refresh: show the last values
     return h(
       "tr",
@@ -70,7 +72,7 @@ export async function viewOverview(seq, refresh) {
     parallel(queues, 6, async (q) => {
       if (seq !== app.seq) return;
       try {
-        rates(cells.get(q.name), await loadStats(q.name, STATS_MINUTES));
+        rates(cells.get(q.name), await loadStats(q.name, 60));
       } catch (e) {
         if (e.status === 401) throw e; // a queue deleted meanwhile: leave its rates empty
       }
@@ -138,13 +140,21 @@ function progressBar(p) {
   );
 }
 
-// Each failed attempt, newest first, its traceback folded away until asked for.
-function attempts(errors) {
+// Each failed attempt, newest first, its traceback folded away until asked for (and kept
+// unfolded across the live refreshes).
+const unfolded = new Set();
+function attempts(job) {
+  const errors = job.errors;
   if (!errors || !errors.length) return null;
-  const items = errors.slice().reverse().map((e, i) =>
+  const items = errors.slice().reverse().map((e) =>
     h(
       "details",
-      { class: "attempt", open: i === 0 && !e.traceback ? true : null, dataset: { attempt: String(e.attempt) } },
+      {
+        class: "attempt",
+        open: unfolded.has(job.id + ":" + e.attempt),
+        dataset: { attempt: String(e.attempt) },
+        ontoggle: (ev) => unfolded[ev.target.open ? "add" : "delete"](job.id + ":" + e.attempt),
+      },
       h("summary", {}, h("span", { class: "attempt-n" }, "Attempt " + num(e.attempt)), " ", time(e.at), " ", h("span", { class: "error-inline" }, String(e.error))),
       e.traceback ? h("pre", { class: "error-text traceback" }, e.traceback) : h("p", { class: "muted small" }, "No traceback recorded.")
     )
@@ -188,7 +198,7 @@ export async function viewJob(seq, refresh, route) {
     job.payload !== null ? section("Payload", h("pre", { class: "json", id: "job-payload" }, pretty(job.payload))) : null,
     job.result !== null || job.status === "DONE" ? section("Result", h("pre", { class: "json", id: "job-result" }, pretty(job.result))) : null,
     job.last_error !== null ? section("Last error", h("pre", { class: "error-text", id: "job-last-error" }, job.last_error)) : null,
-    attempts(job.errors)
+    attempts(job)
   );
   document.body.dataset.jobStatus = job.status;
   show(seq, node, refresh);

@@ -173,7 +173,7 @@ async def scan(
     found: list[Job] = []
     scanned = 0
     for i, name in enumerate(queues):
-        if start is not None and name < start:
+        if queue is None and start is not None and name < start:
             continue
         at = cursor if name == start else None
         while True:
