@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .backends.base import Backend, Enqueued, MinuteStats, Page, QueueInfo, QueueSettings
+from .backends.base import STATS_MINUTES, Backend, Enqueued, MinuteStats, Page, QueueInfo, QueueSettings
 from .config import Settings
 from .errors import BackendUnavailable, ConfigError, InvalidInput, QueueNotFound, ScheduleNotFound
 from .handlers import Handler, HandlerRegistry
@@ -270,7 +270,7 @@ class App:
 
     async def queue_stats(self, name: str, minutes: int = 15) -> list[MinuteStats]:
         """Per-minute done/failed/dead counts of a queue, oldest first (true across processes)."""
-        return await self.backend.queue_stats(validate_queue_name(name), max(1, min(minutes, 120)))
+        return await self.backend.queue_stats(validate_queue_name(name), max(1, min(minutes, STATS_MINUTES)))
 
     async def list_jobs(self, queue: str, status: JobStatus, limit: int = 50, cursor: str | None = None) -> Page:
         return await self.backend.list_jobs(validate_queue_name(queue), status, limit, cursor)

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .backends.base import Claimed, Completion, FailOutcome
+from .backends.base import ClaimBatch, Claimed, Completion, FailOutcome
 from .backoff import retry_delay
 from .batching import Batcher
 from .errors import BackendUnavailable, GotaskqError, QueueNotFound, StaleLease
@@ -49,20 +49,44 @@ class _InFlight:
     lost: bool = False  # a heartbeat found the lease gone: our writes will be refused
 
 
+class _Timers:
+    """Handler deadlines share one loop timer per TICK: a busy worker arms a hundred timers a
+    second, not one per job (call_later and its cancel were ~5% of a no-op job's cost)."""
+
+    TICK = 0.01  # a timeout fires at most this late
+
+    def __init__(self) -> None:
+        self._due: dict[int, set[_Deadline]] = {}
+
+    def add(self, deadline: _Deadline, seconds: float) -> set[_Deadline]:
+        loop = asyncio.get_running_loop()
+        slot = math.ceil((loop.time() + seconds) / self.TICK)
+        group = self._due.get(slot)
+        if group is None:
+            group = self._due[slot] = set()
+            loop.call_at(slot * self.TICK, self._fire, slot)
+        group.add(deadline)
+        return group
+
+    def _fire(self, slot: int) -> None:
+        for deadline in self._due.pop(slot, ()):
+            deadline.expire()
+
+
 class _Deadline:
-    """``asyncio.timeout`` for one handler call, at a quarter of its cost (it was 4 us of every
-    job): a loop timer cancels the task, and ``settle`` tells that cancel apart from any other
+    """``asyncio.timeout`` for one handler call, at a fraction of its cost: a shared timer
+    (_Timers) cancels the task, and ``settle`` tells that cancel apart from any other
     (shutdown, a caller) by the task's cancel count, as asyncio.timeout does."""
 
-    __slots__ = ("cancelling", "expired", "settled", "task", "timer")
+    __slots__ = ("cancelling", "expired", "group", "settled", "task")
 
-    def __init__(self, task: asyncio.Task[Any], seconds: float) -> None:
+    def __init__(self, task: asyncio.Task[Any], seconds: float, timers: _Timers) -> None:
         self.task = task  # the task running the handler (asyncio.current_task() was 5% of a job)
         self.cancelling = task.cancelling()
         self.expired = self.settled = False
-        self.timer = asyncio.get_running_loop().call_later(seconds, self._expire)
+        self.group = timers.add(self, seconds)
 
-    def _expire(self) -> None:
+    def expire(self) -> None:
         self.expired = True
         self.task.cancel()
 
@@ -71,7 +95,7 @@ class _Deadline:
         if self.settled:
             return False
         self.settled = True
-        self.timer.cancel()
+        self.group.discard(self)
         return self.expired and self.task.uncancel() <= self.cancelling
 
 
@@ -93,7 +117,10 @@ class Worker:
         # lease expires this worker may hold a stale and a fresh claim of the same job at once,
         # and finishing the stale one must not drop the fresh one from the heartbeats.
         self._inflight: dict[tuple[str, int], _InFlight] = {}
-        self._busy = 0  # slots taken: claimed jobs whose handler has not returned yet
+        self._busy = 0  # slots taken: claimed jobs whose handler has not returned yet, and claims in flight
+        self._timers = _Timers()
+        self._busy_q: dict[str, int] = {}  # the same per queue: a queue's fair share is checked on it
+        self._dry: set[str] = set()  # queues a claim found short of jobs: no claims ride on their completions
         self._ready: asyncio.Queue[Claimed | None] = asyncio.Queue()
         self._stopping = asyncio.Event()
         self._no_grace = asyncio.Event()
@@ -245,6 +272,9 @@ class Worker:
             if free <= 0:
                 self._slot_free.clear()
                 await self._slot_free.wait()
+                # A freed slot's completion starts its flush next: let it claim on the way back
+                # (one round trip for both) before this loop claims on its own.
+                await asyncio.sleep(0)
                 continue
             try:
                 got, drained, next_due = await self._claim_round(free)
@@ -287,30 +317,32 @@ class Worker:
             if backoff is not None and time.monotonic() < backoff[1]:
                 failed += 1
                 continue
+            self._reserve(q, want)
             try:
                 batch = await self.backend.claim(q, want, self.lease_ms)
             except QueueNotFound:
+                self._unreserve(q, want)
                 self._queues_at = 0.0
                 continue
             except Exception as exc:  # one queue's trouble (e.g. its Cluster node is down) is its own
+                self._unreserve(q, want)
                 failed += 1
                 tries = (backoff[0] if backoff else 0) + 1
                 self._queue_backoff[q] = (tries, time.monotonic() + min(2.0, 0.1 * 2**tries))
                 log.warning("claiming from %s failed (%s: %s); other queues go on", q, type(exc).__name__, exc)
                 continue
+            self._unreserve(q, want - len(batch.jobs))
             self._queue_backoff.pop(q, None)
-            if batch.limited is not None:
-                self.metrics.limited.labels(q, batch.limited).inc()
             if batch.idle:  # in the background: the claims of the other queues go first
                 task = asyncio.create_task(self._forget_idle(q))
                 self._deferred.add(task)
                 task.add_done_callback(self._deferred.discard)
-            lease_until = now_ms() + self.lease_ms
-            for c in batch.jobs:
-                self._inflight[(c.job.id, c.token)] = _InFlight(c, lease_until)
-                self._ready.put_nowait(c)
+            self._take(q, batch)
+            if len(batch.jobs) < want:
+                self._dry.add(q)
+            else:
+                self._dry.discard(q)
             got += len(batch.jobs)
-            self._busy += len(batch.jobs)
             drained = drained and len(batch.jobs) < want
             if batch.next_due_ms is not None:
                 # How long until due, on the store's clock (local skew cannot make us spin), from
@@ -320,9 +352,38 @@ class Worker:
         if failed:  # retry the failed queues after their backoff, not after a full idle poll
             retry_at = time.monotonic() + 0.1
             next_due = retry_at if next_due is None else min(next_due, retry_at)
-        if got:
-            self._idle.clear()
         return got, drained, next_due
+
+    def _reserve(self, queue: str, n: int) -> None:
+        """Take ``n`` slots for a claim in flight, so two claims never hand out one slot twice."""
+        self._busy += n
+        self._busy_q[queue] = self._busy_q.get(queue, 0) + n
+
+    def _unreserve(self, queue: str, n: int) -> None:
+        if n:
+            self._busy -= n
+            self._busy_q[queue] -= n
+            self._slot_free.set()
+
+    def _take(self, queue: str, batch: ClaimBatch) -> None:
+        """Hand a claim's jobs (their slots already reserved) to the runners."""
+        if batch.limited is not None:
+            self.metrics.limited.labels(queue, batch.limited).inc()
+        if not batch.jobs:
+            return
+        lease_until = now_ms() + self.lease_ms
+        for c in batch.jobs:
+            self._inflight[(c.job.id, c.token)] = _InFlight(c, lease_until)
+            self._ready.put_nowait(c)
+        self._idle.clear()
+
+    def _rider(self, queue: str) -> int:
+        """How many jobs a completion call of ``queue`` may claim on the way back: the free slots,
+        up to the queue's fair share (concurrency / busy queues), so queues still take turns."""
+        if self._stopping.is_set() or queue in self._dry:
+            return 0
+        share = math.ceil(self.concurrency / max(1, len(self._queues)))
+        return max(0, min(self.concurrency - self._busy, share - self._busy_q.get(queue, 0)))
 
     async def _forget_idle(self, queue: str) -> None:
         try:
@@ -402,7 +463,7 @@ class Worker:
         trace: str | None = None
         result: Any = None
         thread: asyncio.Future[Any] | None = None
-        deadline = _Deadline(task, job.timeout)
+        deadline = _Deadline(task, job.timeout, self._timers)
         job.reporter = functools.partial(self._report_progress, claimed)
         job.reporter_loop = asyncio.get_running_loop()
         try:
@@ -430,9 +491,9 @@ class Worker:
             if thread is not None and not thread.done():
                 # A thread cannot be cancelled: its slot stays taken until it really ends, so the
                 # next sync job does not start its timeout while waiting for a free thread.
-                thread.add_done_callback(self._free_slot)
+                thread.add_done_callback(functools.partial(self._free_slot, q))
             else:
-                self._free_slot()
+                self._free_slot(q)
             self._child("duration", q).observe(time.perf_counter() - t0)
         if error is None:
             return await self._complete(claimed, result)
@@ -446,30 +507,55 @@ class Worker:
         else:
             log.warning("progress dropped: the lease is no longer held", extra=_extra(job))
 
-    def _free_slot(self, thread: object = None) -> None:
+    def _free_slot(self, queue: str, thread: object = None) -> None:
         if isinstance(thread, asyncio.Future) and not thread.cancelled():
             thread.exception()  # retrieved, so asyncio does not log it as never retrieved
-        self._busy -= 1
-        self._slot_free.set()
+        self._unreserve(queue, 1)
 
     async def _complete(self, claimed: Claimed, result: Any) -> bool:
+        """Send the outcome with the next batch and return: the runner takes its next job while
+        the completion is written (the job stays in flight, heartbeated, until it is)."""
         job = claimed.job
-        batcher = self._completers.get(job.queue)
-        if batcher is None:
-            queue = job.queue
-
-            async def flush(items: list[Completion]) -> list[bool]:
-                return await self.backend.complete(queue, items)
-
-            batcher = self._completers[job.queue] = Batcher(flush)
+        batcher = self._completers.get(job.queue) or self._completer(job.queue)
         item = Completion(job.id, claimed.token, bounded_result(result))
-        try:
-            ok = await batcher.submit(item)
-        except BackendUnavailable:
-            self._later(claimed, lambda: batcher.submit(item), lambda ok: self._completed(job, ok))
-            return False
-        self._completed(job, ok)
-        return True
+        batcher.push(item).add_done_callback(functools.partial(self._written, claimed, item, batcher))
+        return False
+
+    def _written(
+        self, claimed: Claimed, item: Completion, batcher: Batcher[Completion, bool], fut: asyncio.Future[bool]
+    ) -> None:
+        if fut.cancelled():  # shutdown cut the write short: the lease is released with the rest
+            return
+        exc = fut.exception()
+        if isinstance(exc, BackendUnavailable):
+            self._later(claimed, lambda: batcher.submit(item), lambda ok: self._completed(claimed.job, ok))
+            return
+        if exc is not None:
+            log.error("recording the outcome failed (%s: %s)", type(exc).__name__, exc, extra=_extra(claimed.job))
+        else:
+            self._completed(claimed.job, fut.result())
+        self._settle(claimed)
+
+    def _completer(self, queue: str) -> Batcher[Completion, bool]:
+        async def flush(items: list[Completion]) -> list[bool]:
+            # The next jobs come back with the outcomes: one round trip instead of two.
+            want = self._rider(queue)
+            if want <= 0:
+                return await self.backend.complete(queue, items)
+            self._reserve(queue, want)
+            got = 0
+            try:
+                oks, batch = await self.backend.complete_and_claim(queue, items, want, self.lease_ms)
+                got = len(batch.jobs)
+                self._take(queue, batch)
+                if got < want:
+                    self._dry.add(queue)
+            finally:
+                self._unreserve(queue, want - got)
+            return oks
+
+        batcher = self._completers[queue] = Batcher(flush)
+        return batcher
 
     def _completed(self, job: Job, ok: bool) -> None:
         if ok:

@@ -301,7 +301,7 @@ async def test_deadline_tells_its_cancel_from_another() -> None:
         async def body() -> tuple[bool, int]:
             task = asyncio.current_task()
             assert task is not None
-            deadline = worker_module._Deadline(task, 0.01 if fire else 60)
+            deadline = worker_module._Deadline(task, 0.01 if fire else 60, worker_module._Timers())
             try:
                 if cancel_too:
                     asyncio.get_running_loop().call_later(0.02, task.cancel)
@@ -408,6 +408,43 @@ async def test_num_workers_bounds_the_whole_process_and_queues_take_turns(pool: 
         await wait_status(app, jid, S.DONE)
     assert peak == 3, f"at most NUM_WORKERS handlers at once (and all of them used), saw {peak}"
     assert set(started[:3]) == {"qa", "qb", "qc"}, f"queues must take turns, started {started}"
+
+
+async def test_two_busy_queues_share_the_slots_within_ten_percent(pool: Pool) -> None:
+    """Claims that ride on completions (one round trip for both) must keep queues taking turns:
+    with both queues always full, each holds half of the slots, give or take 10 %."""
+    app = await pool.app(num_workers=10)
+    running = {"fa": 0, "fb": 0}
+    slot_samples = {"fa": 0, "fb": 0}
+    started = {"fa": 0, "fb": 0}
+    stop_at = [0.0]
+
+    @app.task("busy")
+    async def busy(job: Job) -> None:
+        started[job.queue] += 1
+        running[job.queue] += 1
+        try:
+            await asyncio.sleep(0.01)
+        finally:
+            running[job.queue] -= 1
+
+    for q in ("fa", "fb"):
+        await app.create_queue(q)
+        await app.pause(q)
+        await app.backend.enqueue_many([app.new_job("busy", None, queue=q) for _ in range(2_000)])
+    await pool.start(app)
+    for q in ("fa", "fb"):
+        await app.resume(q)
+    stop_at[0] = time.monotonic() + 3.0
+    while time.monotonic() < stop_at[0]:
+        await asyncio.sleep(0.005)
+        for q in running:
+            slot_samples[q] += running[q]
+    a, b = slot_samples["fa"], slot_samples["fb"]
+    assert a + b > 0 and started["fa"] > 50 and started["fb"] > 50, (slot_samples, started)
+    assert abs(a - b) / (a + b) <= 0.10, f"slot-time per queue {slot_samples}, starts {started}"
+    sa, sb = started["fa"], started["fb"]
+    assert abs(sa - sb) / (sa + sb) <= 0.10, f"starts per queue {started}"
 
 
 async def test_a_queue_created_while_running_is_picked_up(pool: Pool) -> None:

@@ -193,6 +193,12 @@ class Backend(Protocol):
     async def complete(self, queue: str, done: Sequence[Completion]) -> list[bool]:
         """RUNNING -> DONE for each (False where the lease is stale)."""
 
+    async def complete_and_claim(
+        self, queue: str, done: Sequence[Completion], count: int, lease_ms: int
+    ) -> tuple[list[bool], ClaimBatch]:
+        """``complete(queue, done)`` then ``claim(queue, count, lease_ms)``: a worker's next jobs
+        with its last outcomes (in one round trip where the store can)."""
+
     async def fail(
         self,
         job: Job,

@@ -479,6 +479,11 @@ class MemoryBackend:
             out.append(True)
         return out
 
+    async def complete_and_claim(
+        self, queue: str, done: Sequence[Completion], count: int, lease_ms: int
+    ) -> tuple[list[bool], ClaimBatch]:
+        return await self.complete(queue, done), await self.claim(queue, count, lease_ms)
+
     async def fail(
         self,
         job: Job,

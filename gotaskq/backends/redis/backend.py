@@ -713,17 +713,56 @@ class RedisBackend:
         claimed: list[Claimed] = []
         while True:
             want = min(CLAIM_CHUNK, count - len(claimed))
-            args = [want, lease_ms, self._aging_ms, PROMOTE_LIMIT, int(external)]
-            res = await self._run("claim", queue, args, worker=not external)
-            if len(res) == 1:
-                if res[0] == Code.EXTERNAL:  # served over HTTP: this process has nothing to do here
-                    return ClaimBatch([], None, now_ms(), True)
-                raise_for_code(res[0])
-            now = int(res[1])
-            claimed.extend(Claimed(job, job.lease) for job in (claimed_job(queue, row, now) for row in res[4:]))
-            if len(res) - 4 < want or len(claimed) >= count:
-                limited = _LIMITED.get(res[3])
-                return ClaimBatch(claimed, None if res[0] == -1 else int(res[0]), now, res[2] == 1, limited)
+            res = await self._run("claim", queue, self._claim_args(want, lease_ms, external), worker=not external)
+            batch = self._claimed(queue, res, claimed, want, count)
+            if batch is not None:
+                return batch
+
+    def _claim_args(self, want: int, lease_ms: int, external: bool = False) -> list[Any]:
+        return [want, lease_ms, self._aging_ms, PROMOTE_LIMIT, int(external)]
+
+    def _claimed(self, queue: str, res: list[Any], claimed: list[Claimed], want: int, count: int) -> ClaimBatch | None:
+        """Add one claim.lua reply's jobs to ``claimed``; the batch when done, None to claim more."""
+        if len(res) == 1:
+            if res[0] == Code.EXTERNAL:  # served over HTTP: this process has nothing to do here
+                return ClaimBatch([], None, now_ms(), True)
+            raise_for_code(res[0])
+        now = int(res[1])
+        claimed.extend(Claimed(job, job.lease) for job in (claimed_job(queue, row, now) for row in res[4:]))
+        if len(res) - 4 < want or len(claimed) >= count:
+            return ClaimBatch(claimed, None if res[0] == -1 else int(res[0]), now, res[2] == 1, _LIMITED.get(res[3]))
+        return None
+
+    async def complete_and_claim(
+        self, queue: str, done: Sequence[Completion], count: int, lease_ms: int
+    ) -> tuple[list[bool], ClaimBatch]:
+        """Both scripts in one pipeline: one round trip (and one read and write on each side) for
+        what a worker does most. Where a pipeline cannot carry them (a Cluster refuses scripts in
+        one; replica acks WAIT after the completion), two calls."""
+        if self.cluster or self.settings.redis_min_replicas_ack or len(done) > CHUNK or count > CLAIM_CHUNK:
+            return await self.complete(queue, done), await self.claim(queue, count, lease_ms)
+        args: list[Any] = [self._done_ttl_ms]
+        for c in done:
+            args.extend((c.job_id, c.token, c.result_json))
+        async with guard():
+            pipe = self._wclient.pipeline(transaction=False)
+            for name, script_args in (("complete", args), ("claim", self._claim_args(count, lease_ms))):
+                k = script_keys(name, queue)
+                pipe.evalsha(getattr(self.scripts, name).sha, len(k), *k, *script_args)
+            out = await pipe.execute(raise_on_error=False)
+        # a restarted Redis has no scripts: NOSCRIPT means that script did not run
+        if isinstance(out[0], rexc.NoScriptError):
+            out[0] = await self._run("complete", queue, args, worker=True)
+        elif isinstance(out[0], Exception):
+            raise out[0]
+        oks = [bool(x) for x in out[0]]
+        if isinstance(out[1], Exception):
+            if not isinstance(out[1], rexc.NoScriptError | rexc.ConnectionError | rexc.TimeoutError):
+                raise out[1]
+            return oks, await self.claim(queue, count, lease_ms)
+        batch = self._claimed(queue, out[1], [], count, count)
+        assert batch is not None
+        return oks, batch
 
     async def _chunked(
         self, script: str, queue: str, head: list[Any], items: Sequence[Sequence[Any]], *, acked: bool = False
