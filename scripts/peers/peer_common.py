@@ -1,4 +1,5 @@
-"""What every peer module shares: the payload, the arguments, the timer and the JSON line.
+"""What every peer module shares: the payload, the arguments, the timer, the CPU meter of the
+drain (this process and redis-server, from /proc/<pid>/stat) and the JSON line.
 
 Standard library only: it runs inside each peer's own virtualenv (never the project's).
 """
