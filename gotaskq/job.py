@@ -101,7 +101,8 @@ class JobDict(TypedDict):
     progress: dict[str, Any] | None
 
 
-ProgressReporter = Callable[[float, "str | None"], Coroutine[Any, Any, None]]
+# Stores a progress report; returns the entry stored, or None when the lease is gone.
+ProgressReporter = Callable[[float, "str | None"], Coroutine[Any, Any, "dict[str, Any] | None"]]
 MAX_PROGRESS_MESSAGE = 500
 
 
@@ -152,13 +153,18 @@ class Job:
         """Report progress from a running async handler: ``await job.progress(40, "step 2 of 5")``."""
         if self.reporter is None:
             raise RuntimeError("progress can be reported only by a handler the worker is running")
-        await self.reporter(percent, message)
+        entry = await self.reporter(percent, message)
+        if entry is not None:
+            self.progress_info = entry
 
     def progress_sync(self, percent: float, message: str | None = None) -> None:
         """Report progress from a sync handler (it runs in one of the worker's threads)."""
         if self.reporter is None or self.reporter_loop is None:
             raise RuntimeError("progress can be reported only by a handler the worker is running")
-        asyncio.run_coroutine_threadsafe(self.reporter(percent, message), self.reporter_loop).result(timeout=30)
+        fut = asyncio.run_coroutine_threadsafe(self.reporter(percent, message), self.reporter_loop)
+        entry = fut.result(timeout=30)
+        if entry is not None:
+            self.progress_info = entry
 
     def to_dict(self) -> JobDict:
         return {
