@@ -32,6 +32,7 @@ log = logging.getLogger("gotaskq.worker")
 R = TypeVar("R")
 QUEUE_REFRESH_S = 1.0
 IDLE_POLL_S = 1.0
+IDLE_MARK_S = 1.0  # a queue idle this long leaves the active set (see _idle_long)
 MIN_SLEEP_S = 0.001  # a floor under every idle sleep: no spinning, whatever the clocks say
 BOOKKEEPING_RETRY_S = 0.25
 HOUSEKEEPING_S = 60.0
@@ -121,6 +122,7 @@ class Worker:
         self._timers = _Timers()
         self._busy_q: dict[str, int] = {}  # the same per queue: a queue's fair share is checked on it
         self._dry: set[str] = set()  # queues a claim found short of jobs: no claims ride on their completions
+        self._idle_since: dict[str, float] = {}  # queue -> when claims first found it idle
         self._ready: asyncio.Queue[Claimed | None] = asyncio.Queue()
         self._stopping = asyncio.Event()
         self._no_grace = asyncio.Event()
@@ -333,10 +335,12 @@ class Worker:
                 continue
             self._unreserve(q, want - len(batch.jobs))
             self._queue_backoff.pop(q, None)
-            if batch.idle:  # in the background: the claims of the other queues go first
+            if batch.idle and self._idle_long(q):  # in the background: other queues' claims go first
                 task = asyncio.create_task(self._forget_idle(q))
                 self._deferred.add(task)
                 task.add_done_callback(self._deferred.discard)
+            elif not batch.idle:
+                self._idle_since.pop(q, None)
             self._take(q, batch)
             if len(batch.jobs) < want:
                 self._dry.add(q)
@@ -384,6 +388,17 @@ class Worker:
             return 0
         share = math.ceil(self.concurrency / max(1, len(self._queues)))
         return max(0, min(self.concurrency - self._busy, share - self._busy_q.get(queue, 0)))
+
+    def _idle_long(self, queue: str) -> bool:
+        """True once claims have found ``queue`` idle for IDLE_MARK_S: a queue that empties and
+        fills many times a second is not taken out of the active set (and put back by the next
+        enqueue) each time, a round trip each way."""
+        now = time.monotonic()
+        since = self._idle_since.setdefault(queue, now)
+        if now - since < IDLE_MARK_S:
+            return False
+        del self._idle_since[queue]
+        return True
 
     async def _forget_idle(self, queue: str) -> None:
         try:
