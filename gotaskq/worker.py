@@ -32,7 +32,7 @@ log = logging.getLogger("gotaskq.worker")
 R = TypeVar("R")
 QUEUE_REFRESH_S = 1.0
 IDLE_POLL_S = 1.0
-IDLE_MARK_S = 1.0  # a queue idle this long leaves the active set (see _idle_long)
+IDLE_MARK_S = 0.25  # a queue idle this long leaves the active set (see _idle_long)
 MIN_SLEEP_S = 0.001  # a floor under every idle sleep: no spinning, whatever the clocks say
 BOOKKEEPING_RETRY_S = 0.25
 HOUSEKEEPING_S = 60.0
@@ -335,12 +335,15 @@ class Worker:
                 continue
             self._unreserve(q, want - len(batch.jobs))
             self._queue_backoff.pop(q, None)
-            if batch.idle and self._idle_long(q):  # in the background: other queues' claims go first
+            if not batch.idle:
+                self._idle_since.pop(q, None)
+            elif self._idle_long(q):  # in the background: the other queues' claims go first
                 task = asyncio.create_task(self._forget_idle(q))
                 self._deferred.add(task)
                 task.add_done_callback(self._deferred.discard)
-            elif not batch.idle:
-                self._idle_since.pop(q, None)
+            else:  # look again then, and take it out if it is still idle
+                again = self._idle_since[q] + IDLE_MARK_S
+                next_due = again if next_due is None else min(next_due, again)
             self._take(q, batch)
             if len(batch.jobs) < want:
                 self._dry.add(q)
