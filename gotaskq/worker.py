@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .backends.base import ClaimBatch, Claimed, Completion, FailOutcome
 from .backoff import retry_delay
-from .batching import Batcher
 from .errors import BackendUnavailable, GotaskqError, QueueNotFound, StaleLease
 from .job import Job, bounded_result, iso_ms, now_ms, progress_entry
 from .scheduler import Scheduler
@@ -32,6 +31,7 @@ log = logging.getLogger("gotaskq.worker")
 R = TypeVar("R")
 QUEUE_REFRESH_S = 1.0
 IDLE_POLL_S = 1.0
+COMPLETION_BATCH = 500  # completions in one call at most (the backend splits them by CHUNK)
 IDLE_MARK_S = 0.25  # a queue idle this long leaves the active set (see _idle_long)
 MIN_SLEEP_S = 0.001  # a floor under every idle sleep: no spinning, whatever the clocks say
 BOOKKEEPING_RETRY_S = 0.25
@@ -136,11 +136,13 @@ class Worker:
         self._rr = 0
         self._queue_backoff: dict[str, tuple[int, float]] = {}  # queue -> (failures, retry at monotonic)
         self._executor = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="gotaskq-job")
-        self._completers: dict[str, Batcher[Completion, bool]] = {}
+        self._outbox: dict[str, list[tuple[Claimed, Completion]]] = {}  # completions to write, per queue
+        self._outbox_task: dict[str, asyncio.Task[None]] = {}
         self._deferred: set[asyncio.Task[None]] = set()  # outcomes being retried in the background
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._started_ms = now_ms()
-        self._children: dict[str, Any] = {}
+        self._children: dict[tuple[str, ...], Any] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None  # set by run()
 
     @property
     def inflight(self) -> int:
@@ -148,6 +150,7 @@ class Worker:
 
     # -- lifecycle -------------------------------------------------------------------------
     async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self.metrics.active_workers.set_function(lambda: self._busy)
         try:
             await self.app.start()
@@ -466,7 +469,7 @@ class Worker:
         task.add_done_callback(self._deferred.discard)
 
     def _child(self, kind: str, queue: str, *labels: str) -> Any:
-        key = f"{kind}|{queue}|{'|'.join(labels)}"
+        key = (kind, queue, *labels)  # a tuple: no string to build on every job
         child = self._children.get(key)
         if child is None:
             child = self._children[key] = getattr(self.metrics, kind).labels(queue, *labels)
@@ -485,7 +488,7 @@ class Worker:
         # by value, not the Claimed: job -> reporter -> claimed -> job would make every job a
         # reference cycle, garbage only the cyclic GC frees (it cost ~5 us a job)
         job.reporter = functools.partial(self._report_progress, q, job.id, claimed.token)
-        job.reporter_loop = asyncio.get_running_loop()
+        job.reporter_loop = self._loop
         try:
             self._child("wait", q).observe(max(0.0, (now_ms() - (job.run_at or job.created_at)) / 1000))
             reg = self.app.registry.get(job.type)
@@ -534,49 +537,64 @@ class Worker:
         self._unreserve(queue, 1)
 
     async def _complete(self, claimed: Claimed, result: Any) -> bool:
-        """Send the outcome with the next batch and return: the runner takes its next job while
-        the completion is written (the job stays in flight, heartbeated, until it is)."""
-        job = claimed.job
-        batcher = self._completers.get(job.queue) or self._completer(job.queue)
-        item = Completion(job.id, claimed.token, bounded_result(result))
-        batcher.push(item).add_done_callback(functools.partial(self._written, claimed, item, batcher))
+        """Queue the outcome for the queue's next completion call and return: the runner takes
+        its next job while the completion is written (the job stays in flight, heartbeated,
+        until it is). No future per job: the call's answer is handed out by the loop below."""
+        q = claimed.job.queue
+        box = self._outbox.get(q)
+        if box is None:
+            box = self._outbox[q] = []
+        box.append((claimed, Completion(claimed.job.id, claimed.token, bounded_result(result))))
+        task = self._outbox_task.get(q)
+        if task is None or task.done():
+            self._outbox_task[q] = asyncio.create_task(self._write_outcomes(q, box))
         return False
 
-    def _written(
-        self, claimed: Claimed, item: Completion, batcher: Batcher[Completion, bool], fut: asyncio.Future[bool]
-    ) -> None:
-        if fut.cancelled():  # shutdown cut the write short: the lease is released with the rest
-            return
-        exc = fut.exception()
-        if isinstance(exc, BackendUnavailable):
-            self._later(claimed, lambda: batcher.submit(item), lambda ok: self._completed(claimed.job, ok))
-            return
-        if exc is not None:
-            log.error("recording the outcome failed (%s: %s)", type(exc).__name__, exc, extra=_extra(claimed.job))
-        else:
-            self._completed(claimed.job, fut.result())
-        self._settle(claimed)
-
-    def _completer(self, queue: str) -> Batcher[Completion, bool]:
-        async def flush(items: list[Completion]) -> list[bool]:
-            # The next jobs come back with the outcomes: one round trip instead of two.
-            want = self._rider(queue)
-            if want <= 0:
-                return await self.backend.complete(queue, items)
-            self._reserve(queue, want)
-            got = 0
+    async def _write_outcomes(self, queue: str, box: list[tuple[Claimed, Completion]]) -> None:
+        """One completion call at a time per queue; what arrives meanwhile goes in the next one."""
+        while box:
+            batch = box[:COMPLETION_BATCH]
+            del box[:COMPLETION_BATCH]
             try:
-                oks, batch = await self.backend.complete_and_claim(queue, items, want, self.lease_ms)
-                got = len(batch.jobs)
-                self._take(queue, batch)
-                if got < want:
-                    self._dry.add(queue)
-            finally:
-                self._unreserve(queue, want - got)
-            return oks
+                oks = await self._complete_batch(queue, [item for _, item in batch])
+            except BackendUnavailable:  # retried in the background, each on its own
+                for claimed, item in batch:
+                    self._later(claimed, functools.partial(self._complete_one, queue, item), self._done_cb(claimed))
+                continue
+            except asyncio.CancelledError:
+                raise  # shutdown: the leases still held are released with the rest
+            except Exception as exc:
+                why = f"{type(exc).__name__}: {exc}"
+                for claimed, _ in batch:
+                    log.error("recording the outcome failed (%s)", why, extra=_extra(claimed.job))
+                    self._settle(claimed)
+                continue
+            for (claimed, _), ok in zip(batch, oks, strict=True):
+                self._completed(claimed.job, ok)
+                self._settle(claimed)
 
-        batcher = self._completers[queue] = Batcher(flush)
-        return batcher
+    def _done_cb(self, claimed: Claimed) -> Callable[[bool], None]:
+        return lambda ok: self._completed(claimed.job, ok)
+
+    async def _complete_one(self, queue: str, item: Completion) -> bool:
+        return (await self.backend.complete(queue, [item]))[0]
+
+    async def _complete_batch(self, queue: str, items: list[Completion]) -> list[bool]:
+        # The next jobs come back with the outcomes: one round trip instead of two.
+        want = self._rider(queue)
+        if want <= 0:
+            return await self.backend.complete(queue, items)
+        self._reserve(queue, want)
+        got = 0
+        try:
+            oks, batch = await self.backend.complete_and_claim(queue, items, want, self.lease_ms)
+            got = len(batch.jobs)
+            self._take(queue, batch)
+            if got < want:
+                self._dry.add(queue)
+        finally:
+            self._unreserve(queue, want - got)
+        return oks
 
     def _completed(self, job: Job, ok: bool) -> None:
         if ok:
