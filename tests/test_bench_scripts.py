@@ -120,3 +120,14 @@ def test_bench_http_compares_gotaskq_api_with_the_bare_endpoint() -> None:
         assert run["rps"] > 0 and run["server_cpu_us_per_request"] > 0
     assert line["ratio_gotaskq_vs_bare_rps"]["of_medians"] > 0
     assert line["gotaskq"]["runs"][0]["redis_cpu_us_per_request"] is not None
+
+
+def test_bench_worker_and_bench_redis_cost_report_cpu_per_job() -> None:
+    need("redis-server")
+    (worker,) = run_script("bench_worker.py", "--n", "2000", "--runs", "1", "--concurrency", "20")
+    assert worker["bench"] == "worker" and worker["jobs_per_s"]["median"] > 0
+    assert worker["worker_cpu_us_per_job"]["median"] > 0 and worker["redis_cpu_us_per_job"]["median"] >= 0
+    (cost,) = run_script("bench_redis_cost.py", "--n", "2000", "--runs", "1", "--callers", "10")
+    for path in ("bulk", "single"):
+        assert cost[f"{path}_processed_cpu_us_per_job"]["median"] >= 0
+        assert set(cost["last_run_commands"][f"{path}_claim"]) >= {"evalsha"}
