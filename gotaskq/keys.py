@@ -32,11 +32,12 @@ first, FIFO within a priority, and a job that waited long enough overtakes newer
 ones: aging); delayed = run_at ms; running = lease deadline ms (Redis TIME); dead = death ms.
 
 Job hash fields (few and short: each field read or written costs Redis time at every step):
-d = "type\npriority max_retries timeout_ms\npayload JSON" (the immutable fields, written once by
-enqueue as the client packed them), st, att (absent = 0), run (run_at ms), idem, fp, err, errs
+m = "type\npriority max_retries timeout_ms" (the small immutable fields, written once by enqueue
+as the client packed them), p (payload JSON: a field of its own, so a small job stays a compact
+listpack, whose values may be 64 bytes at most), st, att (absent = 0), run (run_at ms), idem, fp, err, errs
 (JSON list), res (JSON), prog (JSON), lms (lease ms of an external claim), ca, ua, sa, fa
 (created/updated/started/finished ms; the updated time is the latest of the four: claim and
-complete skip ua), lease (fencing token, only ever increases). Jobs written before ``d`` have
+complete skip ua), lease (fencing token, only ever increases). Jobs written before ``m`` have
 type, payload, pri, maxr, tmo fields instead; every script that reads them takes either form.
 """
 

@@ -32,6 +32,7 @@ R = TypeVar("R")
 QUEUE_REFRESH_S = 1.0
 IDLE_POLL_S = 1.0
 COMPLETION_BATCH = 500  # completions in one call at most (the backend splits them by CHUNK)
+RECOVERY_SLACK_S = 1.0
 IDLE_MARK_S = 0.25  # a queue idle this long leaves the active set (see _idle_long)
 MIN_SLEEP_S = 0.001  # a floor under every idle sleep: no spinning, whatever the clocks say
 BOOKKEEPING_RETRY_S = 0.25
@@ -123,6 +124,7 @@ class Worker:
         self._busy_q: dict[str, int] = {}  # the same per queue: a queue's fair share is checked on it
         self._dry: set[str] = set()  # queues a claim found short of jobs: no claims ride on their completions
         self._idle_since: dict[str, float] = {}  # queue -> when claims first found it idle
+        self._listed_done: dict[str, float] = {}  # queue -> until when its completed listing needs pruning
         self._ready: asyncio.Queue[Claimed | None] = asyncio.Queue()
         self._stopping = asyncio.Event()
         self._no_grace = asyncio.Event()
@@ -572,6 +574,7 @@ class Worker:
             for (claimed, _), ok in zip(batch, oks, strict=True):
                 self._completed(claimed.job, ok)
                 self._settle(claimed)
+            self._listed_done[queue] = time.monotonic() + self.settings.complete_job_ttl + 2 * RECOVERY_SLACK_S
 
     def _done_cb(self, claimed: Claimed) -> Callable[[bool], None]:
         return lambda ok: self._completed(claimed.job, ok)
@@ -686,6 +689,14 @@ class Worker:
             except Exception as exc:
                 log.warning("recovery pass failed: %s", exc)
                 queues = []
+            # Queues this process completed jobs in lately stay in the pass until those jobs'
+            # records expire: the pass also drops their entries from the completed listing.
+            now = time.monotonic()
+            for queue, until in list(self._listed_done.items()):
+                if until < now:
+                    del self._listed_done[queue]
+                elif queue not in queues:
+                    queues = [*queues, queue]
             for queue in queues:
                 try:
                     await self._recover(queue)

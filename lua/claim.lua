@@ -16,8 +16,8 @@
 --          in-process claim of an external queue; else {next_due_ms|-1, now, idle, limited, job, job, ...} where
 --          idle is 1 when the queue holds no ready, delayed or running job after this call,
 --          limited is 1 (concurrency) or 2 (rate limit) when ready jobs were held back (next_due
---          is then when to try again), and each job is {id, lease, attempts, d, run, idem, ca, err, errs}
---          (d: "type\npriority max_retries timeout_ms\npayload", see enqueue.lua)
+--          is then when to try again), and each job is {id, lease, attempts, m, payload, run, idem,
+--          ca, err, errs} (m: "type\npriority max_retries timeout_ms", see enqueue.lua)
 local rcall = redis.call
 local p = KEYS[1]
 local meta, ready, delayed, running = KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -32,7 +32,7 @@ local due = rcall('ZRANGEBYSCORE', delayed, '-inf', now, 'WITHSCORES', 'LIMIT', 
 for i = 1, #due, 2 do
   local id = due[i]
   local jk = p .. 'j:' .. id
-  local f = rcall('HMGET', jk, 'd', 'pri')  -- pri: a job written before d
+  local f = rcall('HMGET', jk, 'm', 'pri')  -- pri: a job written before m
   local pri = tonumber(f[2] or string.match(f[1] or '\n0 ', '\n(%-?%d+) '))
   rcall('ZREM', delayed, id)
   rcall('HSET', jk, 'st', 'PENDING', 'ua', now)
@@ -84,10 +84,10 @@ local leased = {}
 for i = 1, #popped, 2 do
   local id = popped[i]
   local jk = p .. 'j:' .. id
-  local f = rcall('HMGET', jk, 'lease', 'att', 'd', 'run', 'idem', 'ca', 'err', 'errs')
-  if not f[3] then  -- written before d: its fields one by one
+  local f = rcall('HMGET', jk, 'lease', 'att', 'm', 'p', 'run', 'idem', 'ca', 'err', 'errs')
+  if not f[3] then  -- written before m: its fields one by one
     local o = rcall('HMGET', jk, 'type', 'payload', 'pri', 'maxr', 'tmo')
-    f[3] = o[1] .. '\n' .. (o[3] or '0') .. ' ' .. o[4] .. ' ' .. o[5] .. '\n' .. o[2]
+    f[3], f[4] = o[1] .. '\n' .. (o[3] or '0') .. ' ' .. o[4] .. ' ' .. o[5], o[2]
   end
   local lease = tonumber(f[1] or 0) + 1
   local att = tonumber(f[2] or 0) + 1
@@ -95,7 +95,7 @@ for i = 1, #popped, 2 do
   if external then rcall('HSET', jk, 'lms', ARGV[2]) end
   leased[#leased + 1] = deadline
   leased[#leased + 1] = id
-  out[#out + 1] = {id, lease, att, f[3], f[4], f[5], f[6], f[7], f[8]}
+  out[#out + 1] = {id, lease, att, f[3], f[4], f[5], f[6], f[7], f[8], f[9]}
 end
 for i = 1, #leased, 2000 do  -- unpack has a limit (8000 values): chunks of 1000 jobs
   rcall('ZADD', running, unpack(leased, i, math.min(i + 1999, #leased)))

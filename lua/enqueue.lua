@@ -8,9 +8,11 @@
 -- ARGV[6]  "1" when any job has an idempotency key, else "0"
 -- ARGV[7]  "1": check only (a batch spanning queues asks every queue before writing to any)
 -- ARGV[8..] one record per job (one argument each: packing arguments is the client's cost):
---          "id delay_ms run_at_ms|-1 priority idem_len fp_len\n" .. idempotency_key .. fingerprint .. d
---          where d = "type\npriority max_retries timeout_ms\npayload" is stored as it is: the job's
---          immutable fields in one hash field (each field costs Redis time at enqueue and claim).
+--          "id delay_ms run_at_ms|-1 priority idem_len fp_len\n" .. idempotency_key .. fingerprint ..
+--          m .. "\n" .. payload, where m = "type\npriority max_retries timeout_ms": the job's small
+--          immutable fields in one hash field (each field costs Redis time at enqueue and claim),
+--          stored as sent; the payload is a field of its own, so a small job's hash keeps the
+--          compact listpack encoding (values up to hash-max-listpack-value, 64 bytes).
 -- Returns  {-4} queue not found, {-5} queue full, {-7} id already taken (nothing written),
 --          {-6, i, existing_id} job i's key was used for another body (conflict, nothing written),
 --          {0} when checking only and every job would be accepted,
@@ -29,13 +31,14 @@ local first, last = 8, #ARGV
 local PENDING, SCHEDULED = 'PENDING', 'SCHEDULED'  -- the state a new job starts in
 local HEAD = '^(%d+) (%d+) (%-?%d+) (%-?%d+) (%d+) (%d+)\n()'
 
--- One record: id, delay, run_at, priority, idempotency key ('' = none), fingerprint, d.
+-- One record: id, delay, run_at, priority, idempotency key ('' = none), fingerprint, m, payload.
 local function parse(rec)
   local id, delay, run_at, pri, ilen, flen, at = string.match(rec, HEAD)
   ilen, flen = tonumber(ilen), tonumber(flen)
   local idem = string.sub(rec, at, at + ilen - 1)
   local fp = string.sub(rec, at + ilen, at + ilen + flen - 1)
-  return id, delay, run_at, pri, idem, fp, string.sub(rec, at + ilen + flen)
+  local m, payload = string.match(rec, '^([^\n]*\n[^\n]*)\n(.*)$', at + ilen + flen)
+  return id, delay, run_at, pri, idem, fp, m, payload
 end
 
 -- A key whose job is gone (deleted, or expired with it) no longer replays anything.
@@ -82,7 +85,7 @@ local out = {now}
 local n = 1
 local now_ready, later = {}, {}  -- score, id pairs: one ZADD per set for the batch
 for i = first, last do
-  local id, delay, run_at, pri, idem, fp, d = parse(ARGV[i])
+  local id, delay, run_at, pri, idem, fp, m, payload = parse(ARGV[i])
   local hit = false
   if idem ~= '' then hit = live(idem) end
   n = n + 1
@@ -96,12 +99,12 @@ for i = first, last do
     if run > now then
       later[#later + 1] = run
       later[#later + 1] = id
-      rcall('HSET', jk, 'd', d, 'ca', now, 'st', SCHEDULED, 'run', run)
+      rcall('HSET', jk, 'm', m, 'p', payload, 'ca', now, 'st', SCHEDULED, 'run', run)
       out[n] = 1
     else
       now_ready[#now_ready + 1] = now - tonumber(pri) * aging
       now_ready[#now_ready + 1] = id
-      rcall('HSET', jk, 'd', d, 'ca', now, 'st', PENDING)
+      rcall('HSET', jk, 'm', m, 'p', payload, 'ca', now, 'st', PENDING)
       out[n] = 0
     end
     if idem ~= '' then

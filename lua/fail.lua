@@ -14,7 +14,7 @@ local p = KEYS[1]
 local running, delayed, dead = KEYS[2], KEYS[3], KEYS[4]
 local id = ARGV[1]
 local jk = p .. 'j:' .. id
-local f = rcall('HMGET', jk, 'st', 'lease', 'att', 'maxr', 'd')  -- maxr: a job written before d
+local f = rcall('HMGET', jk, 'st', 'lease', 'att', 'maxr', 'm')  -- maxr: a job written before m
 if f[1] ~= 'RUNNING' or f[2] ~= ARGV[2] then return {-3} end
 local maxr = tonumber(f[4] or string.match(f[5], '\n%-?%d+ (%d+)'))
 local t = rcall('TIME')

@@ -3,7 +3,9 @@
 -- is bumped so the old holder, if it wakes up, is refused. Idempotent: run by every worker.
 -- KEYS[1]  queue prefix "gtq:{q}:"; job hashes (j:<id>) hang off it. Every key,
 --          and the Cluster wake channel gtq:{q}:wake, carries the {q} hash tag: one slot.
--- KEYS[2]  running   KEYS[3] ready   KEYS[4] dead
+-- KEYS[2]  running   KEYS[3] ready   KEYS[4] dead   KEYS[5] done (the completed listing: entries
+--          whose job hash has expired are dropped here too, so they go with the hash even when
+--          no job completes in the queue any more)
 -- ARGV[1]  max jobs per call   ARGV[2] priority aging ms   ARGV[3] error text
 -- ARGV[4]  wake channel        ARGV[5] queue name   ARGV[6] error history kept (entries)
 -- Returns  {{requeued ids}, {dead ids}}
@@ -13,12 +15,13 @@ local running, ready, dead = KEYS[2], KEYS[3], KEYS[4]
 local t = rcall('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local aging = tonumber(ARGV[2])
+rcall('ZREMRANGEBYSCORE', KEYS[5], '-inf', now)
 local ids = rcall('ZRANGEBYSCORE', running, '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 local requeued, died = {}, {}
 for _, id in ipairs(ids) do
   local jk = p .. 'j:' .. id
   rcall('ZREM', running, id)
-  local f = rcall('HMGET', jk, 'st', 'att', 'maxr', 'pri', 'run', 'ca', 'errs', 'd')  -- maxr, pri: before d
+  local f = rcall('HMGET', jk, 'st', 'att', 'maxr', 'pri', 'run', 'ca', 'errs', 'm')  -- maxr, pri: before m
   if f[1] == 'RUNNING' then
     if f[8] then f[4], f[3] = string.match(f[8], '\n(%-?%d+) (%d+)') end
     rcall('HINCRBY', jk, 'lease', 1)

@@ -15,7 +15,7 @@ local aging = tonumber(ARGV[1])
 local out = {}
 for i = 4, #ARGV, 2 do
   local jk = p .. 'j:' .. ARGV[i]
-  local f = rcall('HMGET', jk, 'st', 'lease', 'pri', 'run', 'ca', 'd')  -- pri: a job written before d
+  local f = rcall('HMGET', jk, 'st', 'lease', 'pri', 'run', 'ca', 'm')  -- pri: a job written before m
   if f[1] == 'RUNNING' and f[2] == ARGV[i + 1] then
     if f[6] then f[3] = string.match(f[6], '\n(%-?%d+) ') end
     rcall('ZREM', running, ARGV[i])

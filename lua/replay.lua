@@ -14,7 +14,7 @@ local aging = tonumber(ARGV[1])
 local out = {}
 for i = 4, #ARGV do
   local jk = p .. 'j:' .. ARGV[i]
-  local f = rcall('HMGET', jk, 'st', 'pri', 'd')  -- pri: a job written before d
+  local f = rcall('HMGET', jk, 'st', 'pri', 'm')  -- pri: a job written before m
   if not f[1] then
     rcall('ZREM', dead, ARGV[i]) -- a dangling id (its hash deleted by hand) must not loop
     out[#out + 1] = -1

@@ -10,7 +10,7 @@ local p = KEYS[1]
 local delayed, ready = KEYS[2], KEYS[3]
 local id = ARGV[1]
 local jk = p .. 'j:' .. id
-local f = rcall('HMGET', jk, 'st', 'pri', 'd')  -- pri: a job written before d
+local f = rcall('HMGET', jk, 'st', 'pri', 'm')  -- pri: a job written before m
 if not f[1] then return {-1} end
 if f[1] ~= 'SCHEDULED' then return {-2, f[1]} end
 local t = rcall('TIME')

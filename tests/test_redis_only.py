@@ -373,7 +373,7 @@ def test_every_lua_script_ships_and_loads() -> None:
     assert include.get("lua") == "gotaskq/lua", "the wheel must carry lua/ as gotaskq/lua"
 
 
-# -- jobs written before the packed layout ("d") ---------------------------------------------
+# -- jobs written before the packed layout ("m", "p") -----------------------------------------
 async def test_jobs_stored_field_by_field_still_run_through_every_transition(
     make_redis: Callable[..., Any], raw: redis.Redis
 ) -> None:
@@ -419,3 +419,20 @@ async def test_jobs_stored_field_by_field_still_run_through_every_transition(
     assert await b.release("default", [(c2.job.id, c2.token)]) == [True]
     fetched = await b.get_job(old_dead)
     assert fetched is not None and (fetched.type, fetched.payload, fetched.status) == ("old", {"v": 2}, S.PENDING)
+
+
+async def test_the_recovery_pass_drops_expired_entries_of_the_completed_listing(
+    make_redis: Callable[..., Any], raw: redis.Redis
+) -> None:
+    """With no later completion in the queue, the worker's recovery pass prunes the listing, so
+    nothing of a DONE job is left once its record expired (memory back to where it was)."""
+    b: RedisBackend = await make_redis(complete_job_ttl=0.3)
+    job = (await b.enqueue(spec())).job
+    c = (await b.claim("default", 1, LEASE_MS)).jobs[0]
+    assert await b.complete("default", [Completion(job.id, c.token, b"1")]) == [True]
+    done = keys.queue_prefix("default") + "done"
+    assert raw.zcard(done) == 1
+    await asyncio.sleep(0.5)
+    assert raw.exists(keys.job_key("default", job.id)) == 0
+    await b.recover_expired("default")
+    assert raw.zcard(done) == 0

@@ -14,20 +14,21 @@ S = JobStatus
 
 def job_record(job_id: str, spec: NewJob) -> bytes:
     """One argument per job (see enqueue.lua): a header with the lengths of the idempotency key
-    and fingerprint, then those two, then ``d``, the job's immutable fields as stored."""
+    and fingerprint, then those two, then ``m`` (type, priority, max_retries, timeout ms: stored
+    as sent), a newline and the payload JSON."""
     idem = (spec.idempotency_key or "").encode()
     fp = spec.fingerprint().encode() if spec.idempotency_key else b""
     run_at = -1 if spec.run_at_ms is None else spec.run_at_ms
     head = f"{job_id} {spec.delay_ms} {run_at} {spec.priority} {len(idem)} {len(fp)}\n".encode()
-    d = f"{spec.type}\n{spec.priority} {spec.max_retries} {math.ceil(spec.timeout * 1000)}\n".encode()
-    return head + idem + fp + d + spec.payload_json
+    m = f"{spec.type}\n{spec.priority} {spec.max_retries} {math.ceil(spec.timeout * 1000)}\n".encode()
+    return head + idem + fp + m + spec.payload_json
 
 
-def split_d(d: bytes) -> tuple[str, int, int, int, bytes]:
-    """``d`` (type, priority, max_retries, timeout ms, payload JSON) from its stored form."""
-    typ, nums, payload = d.split(b"\n", 2)
+def split_m(m: bytes) -> tuple[str, int, int, int]:
+    """``m`` (type, priority, max_retries, timeout ms) from its stored form."""
+    typ, nums = m.split(b"\n", 1)
     pri, maxr, tmo = nums.split(b" ")
-    return typ.decode(), int(pri), int(maxr), int(tmo), payload
+    return typ.decode(), int(pri), int(maxr), int(tmo)
 
 
 def text(v: bytes | str) -> str:
@@ -43,9 +44,9 @@ def num(v: bytes | int | None, default: int = 0) -> int:
 
 
 def claimed_job(queue: str, row: list[bytes], now: int) -> Job:
-    """A job from one of claim.lua's rows: {id, lease, att, d, run, idem, ca, err, errs}."""
-    jid, lease, att, d, run, idem, ca, err, errs = row
-    typ, pri, maxr, tmo, payload = split_d(d)
+    """A job from one of claim.lua's rows: {id, lease, att, m, payload, run, idem, ca, err, errs}."""
+    jid, lease, att, m, payload, run, idem, ca, err, errs = row
+    typ, pri, maxr, tmo = split_m(m)
     return Job(
         id=jid.decode(),
         queue=queue,
@@ -68,14 +69,15 @@ def claimed_job(queue: str, row: list[bytes], now: int) -> Job:
 
 
 def decode_job(job_id: str, queue: str, f: dict[bytes, bytes]) -> Job:
-    """A job from its hash (HGETALL); jobs written before ``d`` have one field each."""
+    """A job from its hash (HGETALL); jobs written before ``m`` have one field each."""
 
     def g(name: str) -> bytes | None:
         return f.get(name.encode())
 
-    d = g("d")
-    if d is not None:
-        typ, pri, maxr, tmo, payload = split_d(d)
+    m = g("m")
+    if m is not None:
+        typ, pri, maxr, tmo = split_m(m)
+        payload = g("p") or b"null"
     else:
         typ, pri, maxr, tmo = (g("type") or b"").decode(), num(g("pri")), num(g("maxr")), num(g("tmo"))
         payload = g("payload") or b"null"

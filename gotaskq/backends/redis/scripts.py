@@ -23,7 +23,7 @@ KEY_SUFFIXES: dict[str, tuple[str, ...]] = {
     "complete": ("running", "done"),
     "fail": ("running", "delayed", "dead"),
     "release": ("running", "ready"),
-    "recover_expired": ("running", "ready", "dead"),
+    "recover_expired": ("running", "ready", "dead", "done"),
     "cancel": ("ready", "delayed"),
     "replay": ("dead", "ready"),
     "delete_dead": ("dead",),
