@@ -639,8 +639,12 @@ class MemoryBackend:
         q.dead.remove(job_id)
         job.attempts = 0
         job.finished_at = None
+        return self._ready_now(job, q, now)
+
+    def _ready_now(self, job: Job, q: _Queue, now: int) -> Job:
+        """Into the ready set as if due now (replay, run now)."""
         job.run_at = now
-        q.ready.add(job_id, self._ready_score(job))
+        q.ready.add(job.id, self._ready_score(job))
         self._wake.set()
         return replace(job)
 
@@ -650,10 +654,7 @@ class MemoryBackend:
         q = self._queue(job.queue)
         self._move(job, S.PENDING, "run_now", now)
         q.delayed.remove(job_id)
-        job.run_at = now
-        q.ready.add(job_id, self._ready_score(job))
-        self._wake.set()
-        return replace(job)
+        return self._ready_now(job, q, now)
 
     async def replay_all(self, queue: str) -> int:
         q = self._queue(queue)

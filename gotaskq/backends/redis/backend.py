@@ -628,17 +628,15 @@ class RedisBackend:
 
     async def cancel(self, job_id: str) -> Job:
         queue = await self._queue_for(job_id)
-        res = await self._write("cancel", queue, [job_id, self._done_ttl_ms])
-        if res[0] != Code.OK:
-            raise_for_code(res[0], job_id, opt_text(res[1]) if len(res) > 1 else None)
-        job = await self._get_in(queue, job_id)
-        if job is None:
-            raise JobNotFound(f"job {job_id} not found")
-        return job
+        return await self._moved(queue, job_id, await self._write("cancel", queue, [job_id, self._done_ttl_ms]))
 
     async def run_now(self, job_id: str) -> Job:
         queue = await self._queue_for(job_id)
-        res = await self._write("run_now", queue, [job_id, self._aging_ms, self._channel(queue), queue], activate=True)
+        args = [job_id, self._aging_ms, self._channel(queue), queue]
+        return await self._moved(queue, job_id, await self._write("run_now", queue, args, activate=True))
+
+    async def _moved(self, queue: str, job_id: str, res: list[Any]) -> Job:
+        """The job after a one-job transition that answered {0, now} or {code, status}."""
         if res[0] != Code.OK:
             raise_for_code(res[0], job_id, opt_text(res[1]) if len(res) > 1 else None)
         job = await self._get_in(queue, job_id)
