@@ -109,7 +109,9 @@ async def test_hostile_queue_names_are_refused(api: Api, name: str) -> None:
         ("POST", f"/queue/{name}/resume"),
     ]:
         r = await api.client.request(method, path)
-        assert r.status_code in (404, 422), (method, path, r.text)
+        # the client resolves "/queue/.." to "/": the redirect to /admin (GET), 405 otherwise
+        allowed = (307, 404, 405, 422) if name == ".." else (404, 422)
+        assert r.status_code in allowed, (method, path, r.text)
         if r.status_code == 422:
             assert error_code(r) == "validation_error"
             assert error_fields(r) == {"queue": "invalid queue name"}
