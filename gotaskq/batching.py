@@ -23,15 +23,11 @@ class Batcher(Generic[T, R]):
     task: asyncio.Task[None] | None = None
 
     async def submit(self, item: T) -> R:
-        return await self.push(item)
-
-    def push(self, item: T) -> asyncio.Future[R]:
-        """``submit`` without waiting: the future holds the item's result."""
         fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self.pending.append((item, fut))
         if self.task is None or self.task.done():
             self.task = asyncio.create_task(self._drain())
-        return fut
+        return await fut
 
     async def _drain(self) -> None:
         while self.pending:

@@ -561,11 +561,10 @@ class Worker:
                 oks = await self._complete_batch(queue, [item for _, item in batch])
             except BackendUnavailable:  # retried in the background, each on its own
                 for claimed, item in batch:
-                    self._later(claimed, functools.partial(self._complete_one, queue, item), self._done_cb(claimed))
+                    retry = functools.partial(self._complete_one, queue, item)
+                    self._later(claimed, retry, functools.partial(self._completed, claimed.job))
                 continue
-            except asyncio.CancelledError:
-                raise  # shutdown: the leases still held are released with the rest
-            except Exception as exc:
+            except Exception as exc:  # (a shutdown's cancel passes: the held leases are released)
                 why = f"{type(exc).__name__}: {exc}"
                 for claimed, _ in batch:
                     log.error("recording the outcome failed (%s)", why, extra=_extra(claimed.job))
@@ -575,9 +574,6 @@ class Worker:
                 self._completed(claimed.job, ok)
                 self._settle(claimed)
             self._listed_done[queue] = time.monotonic() + self.settings.complete_job_ttl + 2 * RECOVERY_SLACK_S
-
-    def _done_cb(self, claimed: Claimed) -> Callable[[bool], None]:
-        return lambda ok: self._completed(claimed.job, ok)
 
     async def _complete_one(self, queue: str, item: Completion) -> bool:
         return (await self.backend.complete(queue, [item]))[0]

@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import statistics
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -27,7 +25,7 @@ from typing import Any
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core import redis_server
+from bench_core import cpu_s, redis_server, spread
 
 from gotaskq import App
 from gotaskq.backends.base import Completion
@@ -35,14 +33,7 @@ from gotaskq.backends.redis import RedisBackend
 from gotaskq.config import Settings
 from gotaskq.job import NewJob
 
-TICK = os.sysconf("SC_CLK_TCK")
 PAYLOAD = {"i": 0, "pad": "x" * 40}  # ~50 bytes, as bench_core
-
-
-def cpu_us(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) * 1e6 / TICK
 
 
 def commandstats(raw: redis.Redis) -> dict[str, tuple[int, int]]:
@@ -51,16 +42,16 @@ def commandstats(raw: redis.Redis) -> dict[str, tuple[int, int]]:
 
 
 async def measure(raw: redis.Redis, pid: int, n: int, step: Callable[[], Awaitable[None]]) -> dict[str, Any]:
-    before_cpu, before = cpu_us(pid), commandstats(raw)
+    before_cpu, before = cpu_s(pid), commandstats(raw)
     await step()
-    after_cpu, after = cpu_us(pid), commandstats(raw)
+    after_cpu, after = cpu_s(pid), commandstats(raw)
     per_cmd = {}
     for name, (calls, usec) in after.items():
         c0, u0 = before.get(name, (0, 0))
         if usec - u0 > 0:
             per_cmd[name] = {"calls_per_job": round((calls - c0) / n, 3), "us_per_job": round((usec - u0) / n, 3)}
     top = dict(sorted(per_cmd.items(), key=lambda kv: -kv[1]["us_per_job"])[:8])
-    return {"cpu_us_per_job": (after_cpu - before_cpu) / n, "commands": top}
+    return {"cpu_us_per_job": (after_cpu - before_cpu) * 1e6 / n, "commands": top}
 
 
 async def one_run(url: str, raw: redis.Redis, pid: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -111,10 +102,6 @@ async def one_run(url: str, raw: redis.Redis, pid: int, args: argparse.Namespace
         out[path] = {"processed_cpu_us_per_job": total, "phases": phases}
     await app.close()
     return out
-
-
-def spread(values: list[float]) -> dict[str, float]:
-    return {"min": round(min(values), 2), "median": round(statistics.median(values), 2), "max": round(max(values), 2)}
 
 
 async def main() -> None:

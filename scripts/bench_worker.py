@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -28,7 +27,7 @@ from typing import Any
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core import cpu_s, redis_server, stop_process
+from bench_core import cpu_s, redis_server, spread, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 QUEUE = "default"
@@ -95,10 +94,6 @@ def one_run(url: str, args: argparse.Namespace, env: dict[str, str], cwd: Path) 
         "worker_cpu_us_per_job": round((w1 - w0) * 1e6 / args.n, 1),
         "redis_cpu_us_per_job": round((r1 - r0) * 1e6 / args.n, 1),
     }
-
-
-def spread(values: list[float]) -> dict[str, float]:
-    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
 
 
 def git_sha(root: Path) -> str:

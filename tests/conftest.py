@@ -307,3 +307,34 @@ async def make_redis(raw: redis.Redis, redis_server: RedisServer) -> AsyncIterat
     yield make
     for backend in made:
         await backend.close()
+
+
+# -- headless Chromium (the admin UI and /docs browser tests) ------------------------------------
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    missing = None if Path(CHROMIUM).exists() else f"{CHROMIUM} is not installed"
+    try:
+        from playwright import sync_api
+    except ImportError:
+        missing = "the playwright package is not installed"
+    if missing is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{missing}, and CI must run the browser tests")
+        pytest.skip(missing)
+    with sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

@@ -24,17 +24,6 @@ from conftest import RedisServer
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 TESTS_DIR = Path(__file__).resolve().parent
 TOKEN = "s3cret-admin-token"
 API_TOKEN = "s3cret-api-token"
@@ -205,23 +194,6 @@ def shots(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config)
     announce()
     yield folder
     announce()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    missing = None if Path(CHROMIUM).exists() else f"{CHROMIUM} is not installed"
-    try:
-        from playwright import sync_api
-    except ImportError:
-        missing = "the playwright package is not installed"
-    if missing is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{missing}, and CI must run the browser tests")
-        pytest.skip(missing)
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @dataclass

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import _free_port
 from starlette.routing import Route
 
 from gotaskq import App, Settings
@@ -27,8 +27,6 @@ from gotaskq.job import MAX_DELAY_S
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 UI_TIMEOUT_MS = 10_000
 START_DEADLINE_S = 20.0
 
@@ -161,13 +159,6 @@ def test_readme_and_example_env_document_the_cli_variables(var: str) -> None:
 # -- in Chromium, against a real server ---------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A ``gotaskq serve`` on the in-memory backend (the docs need no Redis)."""
@@ -200,23 +191,6 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=5)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    missing = None if Path(CHROMIUM).exists() else f"{CHROMIUM} is not installed"
-    try:
-        from playwright import sync_api
-    except ImportError:
-        missing = "the playwright package is not installed"
-    if missing is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{missing}, and CI must run the browser tests")
-        pytest.skip(missing)
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture

@@ -9,6 +9,8 @@ the ``/admin`` responses carry a strict CSP (no inline script or style) and anti
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from importlib import resources
 from types import MappingProxyType
 
@@ -77,25 +79,34 @@ MAX_STATS_MINUTES = 1440  # the backends keep 25 h of per-minute stats
 _DIGITS = re.compile(r"[0-9]{1,4}")
 
 
-def asset(name: str) -> bytes:
-    """The bytes of one shipped asset (read from the installed package, wheel or source tree)."""
-    return resources.files(STATIC_PACKAGE).joinpath(STATIC_DIR, name).read_bytes()
+@dataclass(frozen=True, slots=True)
+class AssetFolder:
+    """A fixed table of files shipped under ``gotaskq/<folder>`` (so no request can name another
+    file), served with SECURITY_HEADERS: the admin UI's, and the API reference's (docs_page)."""
+
+    folder: str
+    media_types: Mapping[str, str]
+    what: str  # named in the 404
+
+    def read(self, name: str) -> bytes:
+        """The bytes of one asset (read from the installed package, wheel or source tree)."""
+        return resources.files(STATIC_PACKAGE).joinpath(self.folder, name).read_bytes()
+
+    def _secured(self, name: str) -> Response:
+        return Response(self.read(name), headers=dict(SECURITY_HEADERS), media_type=self.media_types[name])
+
+    async def index(self, request: Request) -> Response:
+        return self._secured("index.html")
+
+    async def static(self, request: Request) -> Response:
+        name: str = request.path_params["file"]
+        if name not in self.media_types:
+            return error_response(404, "not_found", f"no such {self.what} asset", headers=SECURITY_HEADERS)
+        return self._secured(name)
 
 
-def _secured(body: bytes, media_type: str) -> Response:
-    return Response(body, headers=dict(SECURITY_HEADERS), media_type=media_type)
-
-
-async def index(request: Request) -> Response:
-    return _secured(asset("index.html"), ASSETS["index.html"])
-
-
-async def static(request: Request) -> Response:
-    name: str = request.path_params["file"]
-    media_type = ASSETS.get(name)
-    if media_type is None:
-        return error_response(404, "not_found", "no such admin asset", headers=SECURITY_HEADERS)
-    return _secured(asset(name), media_type)
+UI = AssetFolder(STATIC_DIR, ASSETS, "admin")
+asset = UI.read
 
 
 async def ui_config(request: Request) -> Response:
@@ -158,10 +169,10 @@ async def queue_stats(request: Request) -> Response:
 def admin_routes() -> list[BaseRoute]:
     """The UI (open: it asks for the token itself) and its JSON routes (behind ADMIN_TOKEN)."""
     return [
-        route("/admin", None, {"GET": index}),
-        route("/admin/", None, {"GET": index}),
+        route("/admin", None, {"GET": UI.index}),
+        route("/admin/", None, {"GET": UI.index}),
         route("/admin/config.json", None, {"GET": ui_config}),
-        route("/admin/static/{file}", None, {"GET": static}),
+        route("/admin/static/{file}", None, {"GET": UI.static}),
         route("/queue/{name}/jobs", Area.ADMIN, {"GET": queue_jobs}),
         route("/queue/{name}/stats", Area.ADMIN, {"GET": queue_stats}),
         route("/admin/jobs", Area.ADMIN, {"GET": search_jobs}),
