@@ -36,7 +36,7 @@ from invariants import check_invariants
 
 from gotaskq import App, Settings, keys
 from gotaskq.backends.base import Completion
-from gotaskq.errors import QueueFull
+from gotaskq.errors import QueueFull, QueueNotFound
 from gotaskq.states import JobStatus
 
 pytestmark = pytest.mark.redis
@@ -452,10 +452,14 @@ class Fuzz:
         retry_ms = draw(st.sampled_from([0, 50, 3_600_000]))
         backend = self.api.app.backend
         if action == "bury":
-            with contextlib.suppress(QueueFull):
+            with contextlib.suppress(QueueFull, QueueNotFound):
                 self.ids.append((await self.api.app.enqueue("t", queue=queue, max_retries=0, priority=10)).id)
             action = "fail"
-        for c in (await backend.claim(queue, count, 30_000)).jobs:
+        try:
+            claimed = (await backend.claim(queue, count, 30_000)).jobs
+        except QueueNotFound:  # a DELETE /queue/{name} of this round removed it meanwhile
+            return
+        for c in claimed:
             if action == "complete":
                 await backend.complete(queue, [Completion(c.job.id, c.token, b'{"ok":true}')])
             elif action == "fail":
