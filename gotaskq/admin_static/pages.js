@@ -141,18 +141,20 @@ function progressBar(p) {
 }
 
 // Each failed attempt, newest first, its traceback folded away until asked for (and kept
-// unfolded across the live refreshes).
+// unfolded across the live refreshes). The page on screen is read first: its toggle events
+// come as later tasks, so a refresh landing just after a click would not see them yet.
 const unfolded = new Set();
 function attempts(job) {
   const errors = job.errors;
   if (!errors || !errors.length) return null;
+  for (const d of document.querySelectorAll("#job-errors details.attempt")) unfolded[d.open ? "add" : "delete"](d.dataset.key);
   const items = errors.slice().reverse().map((e) =>
     h(
       "details",
       {
         class: "attempt",
         open: unfolded.has(job.id + ":" + e.attempt),
-        dataset: { attempt: String(e.attempt) },
+        dataset: { attempt: String(e.attempt), key: job.id + ":" + e.attempt },
         ontoggle: (ev) => unfolded[ev.target.open ? "add" : "delete"](job.id + ":" + e.attempt),
       },
       h("summary", {}, h("span", { class: "attempt-n" }, "Attempt " + num(e.attempt)), " ", time(e.at), " ", h("span", { class: "error-inline" }, String(e.error))),
