@@ -77,25 +77,29 @@ if rk then
 end
 held_back()
 local deadline = now + tonumber(ARGV[2])
--- Two calls a job (read all, write all) and one ZADD for the batch: each redis.call costs
--- about a microsecond, and each field read or written a few tenths more; this runs for every job.
+-- Two calls a job (read, write; a third for a retried job's errors) and one ZADD for the batch:
+-- each redis.call costs about a microsecond, each field read or written (present or not) a few
+-- tenths more; this runs for every job.
 -- ua is not written: a job's updated time is its latest transition time (sa here).
 local leased = {}
+local NO_ERRORS = {false, false}  -- as HMGET answers for missing fields
 for i = 1, #popped, 2 do
   local id = popped[i]
   local jk = p .. 'j:' .. id
-  local f = rcall('HMGET', jk, 'lease', 'att', 'm', 'p', 'run', 'idem', 'ca', 'err', 'errs')
+  local f = rcall('HMGET', jk, 'lease', 'att', 'm', 'p', 'run', 'idem', 'ca')
   if not f[3] then  -- written before m: its fields one by one
     local o = rcall('HMGET', jk, 'type', 'payload', 'pri', 'maxr', 'tmo')
     f[3], f[4] = o[1] .. '\n' .. (o[3] or '0') .. ' ' .. o[4] .. ' ' .. o[5], o[2]
   end
+  local e = NO_ERRORS  -- an error history only after an attempt: a first claim reads 2 fields less
+  if f[2] then e = rcall('HMGET', jk, 'err', 'errs') end
   local lease = tonumber(f[1] or 0) + 1
   local att = tonumber(f[2] or 0) + 1
   rcall('HSET', jk, 'lease', lease, 'att', att, 'st', 'RUNNING', 'sa', now)
   if external then rcall('HSET', jk, 'lms', ARGV[2]) end
   leased[#leased + 1] = deadline
   leased[#leased + 1] = id
-  out[#out + 1] = {id, lease, att, f[3], f[4], f[5], f[6], f[7], f[8], f[9]}
+  out[#out + 1] = {id, lease, att, f[3], f[4], f[5], f[6], f[7], e[1], e[2]}
 end
 for i = 1, #leased, 2000 do  -- unpack has a limit (8000 values): chunks of 1000 jobs
   rcall('ZADD', running, unpack(leased, i, math.min(i + 1999, #leased)))

@@ -20,8 +20,13 @@ for i = 2, #ARGV, 3 do
   local jk = p .. 'j:' .. ARGV[i]
   local f = rcall('HMGET', jk, 'st', 'lease', 'idem')
   if f[1] == 'RUNNING' and f[2] == ARGV[i + 1] then
-    -- ua is not written: a job's updated time is its latest transition time (fa here)
-    rcall('HSET', jk, 'st', 'DONE', 'res', ARGV[i + 2], 'fa', now)
+    -- ua is not written: a job's updated time is its latest transition time (fa here); a null
+    -- result (most handlers return nothing) is no field: one field less to write and keep
+    if ARGV[i + 2] == 'null' then
+      rcall('HSET', jk, 'st', 'DONE', 'fa', now)
+    else
+      rcall('HSET', jk, 'st', 'DONE', 'res', ARGV[i + 2], 'fa', now)
+    end
     local ttl = ttl_ms
     if f[3] then  -- the record outlives its idempotency key, so a retry replays the true outcome
       local left = rcall('PTTL', p .. 'idem:' .. f[3])
