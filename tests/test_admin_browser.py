@@ -28,13 +28,26 @@ TESTS_DIR = Path(__file__).resolve().parent
 TOKEN = "s3cret-admin-token"
 API_TOKEN = "s3cret-api-token"
 START_DEADLINE_S = 20.0
-UI_TIMEOUT_MS = 10_000
+UI_TIMEOUT_MS = 15_000  # a live refresh comes every 3 s; a loaded CI machine may take several
+SERVER_TIMEOUT_S = 30.0  # for a worker to act (claim, fail, kill) on a loaded CI machine
 PAGE_SIZE = 50  # PAGE_SIZE of app.js
 # Playwright evaluates string expressions with eval, which the page's CSP refuses: pass functions.
 ROWS_ARE = "n => document.querySelectorAll('#dlq-jobs tbody tr[data-job]').length === n"
 DESKTOP = {"width": 1280, "height": 860}
 LAPTOP = {"width": 1366, "height": 768}
 PHONE = {"width": 375, "height": 812}
+
+
+def expect(target: Any) -> Any:
+    """Playwright's retrying assertions with our timeout (an own Expect: the global one stays as it is).
+
+    Imported here: without Playwright the ``browser`` fixture skips (or, in CI, fails) these tests.
+    """
+    from playwright.sync_api import Expect
+
+    retrying = Expect()
+    retrying.set_options(timeout=UI_TIMEOUT_MS)
+    return retrying(target)
 
 
 def _free_port() -> int:
@@ -111,7 +124,7 @@ class Server:
         out: dict[str, Any] = r.json()
         return out
 
-    def wait_status(self, job_id: str, status: str, timeout: float = 10.0) -> dict[str, Any]:
+    def wait_status(self, job_id: str, status: str, timeout: float = SERVER_TIMEOUT_S) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
             job = self.get_job(job_id)
@@ -121,7 +134,7 @@ class Server:
                 pytest.fail(f"job {job_id} is {job['status']}, not {status}, after {timeout}s")
             time.sleep(0.05)
 
-    def wait_dead_count(self, queue: str, n: int, timeout: float = 15.0) -> None:
+    def wait_dead_count(self, queue: str, n: int, timeout: float = SERVER_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout
         while (dead := self.client.get(f"/queue/{queue}").json()["dead"]) != n:
             if time.monotonic() > deadline:
@@ -157,6 +170,7 @@ def make_server(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFact
             "BASE_DELAY": "10",
             "MAX_DELAY": "50",
             "LOG_LEVEL": "WARNING",
+            "SHUTDOWN_GRACE": "1s",  # a job still running at the end is released, not waited for
             "GOTASKQ_HANDLERS": "xss_handlers,test_admin_handlers",
             "PYTHONPATH": pythonpath,
             **env,
@@ -207,7 +221,15 @@ class Tab:
     errors: list[str] = field(default_factory=list)
 
     def open(self, hash: str = "", view: str | None = None) -> None:
-        self.page.goto(f"{self.base}/admin{hash}")
+        url = f"{self.base}/admin{hash}"
+        if self.page.url == url:
+            self.page.reload()
+        else:
+            # Going from /admin#/a to /admin#/b keeps the document, and the hashchange that renders
+            # #/b comes later: until then the marks of #/a (same view, rendered) would pass wait_view.
+            if hash and self.page.url.split("#")[0] == f"{self.base}/admin":
+                self.page.evaluate("() => { delete document.body.dataset.view; }")
+            self.page.goto(url)
         if view is not None:
             self.wait_view(view)
 
@@ -331,8 +353,8 @@ def test_dlq_replay_watch_delete_and_pause_resume(server: Server, make_tab: Make
 
     tab.search(dead)
     page.wait_for_selector('body[data-job-status="PENDING"]')
-    assert page.locator('dd[data-field="Attempts / max_retries"]').text_content() == "0 / 0"
-    assert '"order": 42' in page.locator("#job-payload").text_content()
+    expect(page.locator('dd[data-field="Attempts / max_retries"]')).to_have_text("0 / 0")
+    expect(page.locator("#job-payload")).to_contain_text('"order": 42')
     tab.shot("04-job-pending")
 
     page.locator('dd[data-field="Queue"] a').click()
@@ -343,9 +365,9 @@ def test_dlq_replay_watch_delete_and_pause_resume(server: Server, make_tab: Make
 
     tab.search(dead)  # auto-refresh shows the worker taking it and killing it again
     assert page.is_checked("#auto-refresh")
-    page.wait_for_selector('body[data-job-status="DEAD"]', timeout=15_000)
-    assert "fail job: always fails" in page.locator("#job-errors").text_content()
-    assert page.locator('dd[data-field="Attempts / max_retries"]').text_content() == "1 / 0"
+    page.wait_for_selector('body[data-job-status="DEAD"]', timeout=SERVER_TIMEOUT_S * 1000)
+    expect(page.locator("#job-errors")).to_contain_text("fail job: always fails")
+    expect(page.locator('dd[data-field="Attempts / max_retries"]')).to_have_text("1 / 0")
     tab.shot("05-job-dead")
 
     tab.confirm(page.locator("#delete-job"))
@@ -376,20 +398,19 @@ def test_cancel_paging_and_bulk_dlq_actions(server: Server, make_tab: MakeTab) -
     tab.confirm(page.locator("#cancel-job"))
     assert "now CANCELLED" in tab.flash(f"Job {later} cancelled")
     page.wait_for_selector('body[data-job-status="CANCELLED"]')
-    assert page.locator("#cancel-job").count() == 0
+    expect(page.locator("#cancel-job")).to_have_count(0)
 
     tab.open("#/dlq/bulk", "dlq")
-    rows = page.locator("#dlq-jobs tbody tr[data-job]")
-    assert rows.count() == PAGE_SIZE
-    first_page = [rows.nth(i).get_attribute("data-job") for i in range(PAGE_SIZE)]
+    first_page = rows_of(tab, "dlq-jobs")
+    assert len(first_page) == PAGE_SIZE
     api_page = server.client.get("/dlq", params={"queue": "bulk", "limit": PAGE_SIZE}).json()["jobs"]
     assert first_page == [j["id"] for j in api_page]  # the API's order: newest death first
     died = [j["finished_at"] for j in api_page]
     assert died == sorted(died, reverse=True)
     page.click("button.pager-next")
     page.wait_for_function(ROWS_ARE, arg=n - PAGE_SIZE)
-    second_page = [rows.nth(i).get_attribute("data-job") for i in range(n - PAGE_SIZE)]
-    assert not set(first_page) & set(second_page)
+    second_page = rows_of(tab, "dlq-jobs")
+    assert len(second_page) == n - PAGE_SIZE and not set(first_page) & set(second_page)
     assert page.locator("button.pager-next").count() == 0
     page.reload()  # "Newer" still knows the way back
     tab.wait_view("dlq")
@@ -449,7 +470,7 @@ def test_token_prompt(make_server: MakeServer, make_tab: MakeTab) -> None:
     # With API_TOKEN set too, the admin token still reads every job the UI shows (issue 14):
     tab.search(dead)
     page.wait_for_selector('body[data-job-status="DEAD"]')
-    assert page.locator("#replay-job").is_visible()
+    expect(page.locator("#replay-job")).to_be_visible()
     tab.open(f"#/job/{later}", "job")
     page.wait_for_selector('body[data-job-status="SCHEDULED"]')
     assert page.locator("#load-error").count() == 0 or not page.locator("#load-error").is_visible()
@@ -519,12 +540,11 @@ def test_job_data_is_rendered_as_text(server: Server, make_tab: MakeTab) -> None
         assert attack.replace('"', '\\"') in result_text, attack
     tab.shot("10-xss-done-job")
 
-    for hostile_hash in (
-        "#/job/<img src=x onerror=window.__xss_fired=5>",
-        "#/queue/%3Csvg%20onload%3Dwindow.__xss_fired%3D6%3E",
-    ):
-        page.goto(f"{server.url}/admin{hostile_hash}")
-        page.wait_for_selector('body[data-rendered="1"]')
+    # Each hostile route is rendered (its own page, not the one before it) before the checks below.
+    tab.open("#/job/<img src=x onerror=window.__xss_fired=5>", "job")
+    expect(page.locator("#job-missing")).to_be_visible()
+    tab.open("#/queue/%3Csvg%20onload%3Dwindow.__xss_fired%3D6%3E", "queue")
+    expect(page.locator("#load-error")).to_be_visible()
 
     assert page.evaluate(f"typeof window.{xss_handlers.SENTINEL}") == "undefined"
     assert page.locator("img, script:not([src]), iframe, object, embed").count() == 0
@@ -606,9 +626,11 @@ def test_history_charts_with_a_range_switch(server: Server, make_tab: MakeTab) -
 
 def test_workers_page_and_job_progress(server: Server, make_tab: MakeTab) -> None:
     server.queue("slow")
-    job_id = server.job("slow", "progress", payload={"seconds": 15})
+    # Long enough to still run when its page is read (the registry alone may take 10 s to list it),
+    # short enough to show "running for" in seconds (under a minute).
+    job_id = server.job("slow", "progress", payload={"seconds": 45})
     server.wait_status(job_id, "RUNNING")
-    deadline = time.monotonic() + 20  # the registry is refreshed every lease/3
+    deadline = time.monotonic() + SERVER_TIMEOUT_S  # the registry is refreshed every lease/3
     while job_id not in str(server.client.get("/workers").json()):
         assert time.monotonic() < deadline, "the worker registry never listed the running job"
         time.sleep(0.2)
@@ -639,10 +661,12 @@ def test_workers_page_and_job_progress(server: Server, make_tab: MakeTab) -> Non
 
 
 def test_retries_run_now_and_tracebacks(make_server: MakeServer, make_tab: MakeTab) -> None:
-    server = make_server(BASE_DELAY="60s", MAX_DELAY="120s")
+    # Retry delays have full jitter, random(0, BASE_DELAY * 2**n): with 60 s one in 40 came within
+    # the 1.5 s shown as "just now", or ran again by itself before "Run now". Days keep it waiting.
+    server = make_server(BASE_DELAY="1000h", MAX_DELAY="2000h")
     server.queue("flaky")
     job_id = server.job("flaky", "fail", max_retries=3)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + SERVER_TIMEOUT_S
     while (job := server.get_job(job_id))["attempts"] != 1 or job["status"] != "SCHEDULED":
         assert time.monotonic() < deadline, job
         time.sleep(0.05)
@@ -653,11 +677,11 @@ def test_retries_run_now_and_tracebacks(make_server: MakeServer, make_tab: MakeT
     row = page.locator(f'#retry-jobs tr[data-job="{job_id}"]')
     row.wait_for()
     assert "always fails" in row.locator("td.error-cell").text_content()
-    assert re.fullmatch(r"in \d+ s", row.locator("time").text_content())
+    assert re.fullmatch(r"in \d+ (d|h|min|s)( \d+ (h|min|s))?", row.locator("time").text_content())
     tab.shot("16-retries")
     tab.confirm(row.locator("button.run-now"))
     tab.flash(f"Job {job_id} runs now: PENDING")
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + SERVER_TIMEOUT_S
     while server.get_job(job_id)["attempts"] != 2:  # it ran at once, failed, and waits again
         assert time.monotonic() < deadline
         time.sleep(0.05)
@@ -673,11 +697,16 @@ def test_retries_run_now_and_tracebacks(make_server: MakeServer, make_tab: MakeT
     assert attempts.evaluate_all("ds => ds.filter(d => d.open).length") == 0  # tracebacks folded
     assert not page.locator("#job-errors pre.traceback").first.is_visible()
     attempts.first.locator("summary").click()
+    expect(attempts.first.locator("pre.traceback")).to_be_visible()
     assert "Traceback (most recent call last)" in attempts.first.locator("pre.traceback").text_content()
     reads = len([r for r in tab.requests if r.url.endswith(f"/jobs/{job_id}")])
-    page.wait_for_timeout(3500)  # a live refresh re-renders the page and keeps the traceback unfolded
+    # A live refresh re-renders the page (the element on screen now is replaced; waited for, not
+    # guessed with a fixed sleep) and keeps the traceback unfolded.
+    shown = attempts.first.element_handle()
+    page.wait_for_function("d => !d.isConnected", arg=shown, timeout=UI_TIMEOUT_MS)
     assert len([r for r in tab.requests if r.url.endswith(f"/jobs/{job_id}")]) > reads
-    assert page.locator("#job-errors details.attempt").first.evaluate("d => d.open")
+    expect(attempts).to_have_count(2)
+    assert attempts.first.evaluate("d => d.open")
     assert page.locator("#job-result").count() == 0
     tab.shot("17-job-tracebacks")
     tab.confirm(page.locator("#run-now"))
@@ -699,9 +728,9 @@ def test_search_select_and_bulk_actions(server: Server, make_tab: MakeTab) -> No
     assert sorted(rows_of(tab, "dlq-jobs")) == sorted(bad_sleep)
     assert "error=PAYLOAD.SECONDS" in page.url
     page.check("#select-page")
-    assert page.locator("#bulk-count").text_content() == "2 selected"
+    expect(page.locator("#bulk-count")).to_have_text("2 selected")
     page.wait_for_selector('body[data-live-held="1"]')  # no re-render while rows are selected
-    assert page.locator("#live-state").text_content() == "paused: rows selected"
+    expect(page.locator("#live-state")).to_have_text("paused: rows selected")
     tab.shot("18-dlq-search-selected")
     tab.confirm(page.locator("#bulk button.bulk-replay"))
     assert tab.flash("Replay:") == "Replay: 2 of 2 done."
@@ -714,11 +743,10 @@ def test_search_select_and_bulk_actions(server: Server, make_tab: MakeTab) -> No
     page.wait_for_function(ROWS_ARE, arg=3)
     page.locator("input.select-job").first.check()
     page.check("#bulk-all")  # every job matching the view, not only the ticked one
-    assert page.locator("#bulk-count").text_content() == "Every matching job"
+    expect(page.locator("#bulk-count")).to_have_text("Every matching job")
     page.locator("#bulk button.bulk-delete").click()
-    assert (
+    expect(page.locator("#confirm-text")).to_contain_text(
         "every job matching this view (state dead, type fail, queue triage)"
-        in page.locator("#confirm-text").text_content()
     )
     page.locator("#confirm-yes").click()
     assert tab.flash("Delete:") == "Delete: 3 of 3 done."
@@ -825,10 +853,22 @@ def test_live_updates_hold_while_text_is_selected(server: Server, make_tab: Make
         }"""
     )
     page.wait_for_selector('body[data-live-held="1"]')
-    assert page.locator("#live-state").text_content() == "paused: text selected"
+    expect(page.locator("#live-state")).to_have_text("paused: text selected")
     before = len([r for r in tab.requests if r.url.endswith("/queue")])
-    page.wait_for_timeout(3500)
+    heading = page.locator("main h1").element_handle()
+    # Two more polls (each marks body[data-live-held]), not a fixed sleep a slow machine may outlast
+    # without a poll: both must have held off.
+    page.evaluate(
+        """() => {
+            window.__polls = 0;
+            new MutationObserver(() => { window.__polls++; })
+                .observe(document.body, { attributes: true, attributeFilter: ["data-live-held"] });
+        }"""
+    )
+    page.wait_for_function("() => window.__polls >= 2", timeout=UI_TIMEOUT_MS)
+    assert page.locator("#live-state").text_content() == "paused: text selected"
     assert len([r for r in tab.requests if r.url.endswith("/queue")]) == before
+    assert heading.evaluate("h => h.isConnected"), "the page was re-rendered under the selection"
     page.evaluate("() => getSelection().removeAllRanges()")
     page.wait_for_selector('body[data-live-held="0"]')
     page.wait_for_function(

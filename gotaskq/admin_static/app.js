@@ -5,7 +5,7 @@
 // text nodes): no file assigns HTML strings, and the CSP's Trusted Types clause makes
 // Chromium refuse them anyway. The admin token lives in sessionStorage and travels only in
 // an Authorization header (dom.js: fetch with credentials "omit"), never in a cookie.
-import { $, JOB_ID_RE, TOKEN_KEY, api, app, flash, h, jobHash, link, show } from "./dom.js";
+import { $, JOB_ID_RE, LIVE, TOKEN_KEY, api, app, flash, h, jobHash, link, show } from "./dom.js";
 import { STATES, viewDlq, viewQueue, viewRetries } from "./jobs.js";
 import { viewJob, viewOverview, viewSchedules, viewWorkers } from "./pages.js";
 
@@ -123,6 +123,11 @@ function holdReason() {
   return "";
 }
 
+// Asked again when a live refresh answers (dom.js show): a hold may have begun since it asked.
+function liveHeld() {
+  return Boolean(holdReason()) || app.mutating || $("confirm").open;
+}
+
 function tick() {
   const box = $("auto-refresh");
   const reason = box.checked ? holdReason() : "";
@@ -130,7 +135,7 @@ function tick() {
   document.body.dataset.liveHeld = reason ? "1" : "0";
   if (!box.checked || reason || document.hidden || app.mutating || $("confirm").open) return;
   if (document.body.dataset.view === "signin" || document.body.dataset.rendered !== "1") return;
-  render(true);
+  render(LIVE);
 }
 
 function wireFrame() {
@@ -155,6 +160,7 @@ function wireFrame() {
 
 async function boot() {
   app.render = render;
+  app.liveHeld = liveHeld;
   app.signIn = signIn;
   wireFrame();
   try {

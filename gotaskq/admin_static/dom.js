@@ -18,6 +18,7 @@ export const app = {
   stats: new Map(), // "queue:minutes" -> {at, minutes}
   selected: new Set(), // job ids ticked in the table shown
   render: null, // set by app.js: render(refresh)
+  liveHeld: null, // set by app.js: () => true while a live refresh must not replace the page
   signIn: null, // set by app.js
 };
 
@@ -219,8 +220,13 @@ export function actionButton(label, props, spec) {
   return h("button", { type: "button", ...props, onclick: () => mutate(spec) }, label);
 }
 
+// A live refresh (render(LIVE), from the poll) that answers after the user began to select,
+// type, tick rows or confirm is dropped: the poll checked before it asked, not when it answers.
+export const LIVE = "live";
+
 export function show(seq, node, refresh) {
   if (seq !== app.seq) return false;
+  if (refresh === LIVE && app.liveHeld && app.liveHeld()) return false;
   $("main").replaceChildren(node);
   document.body.dataset.rendered = "1";
   if (!refresh) document.body.dataset.renderedAt = performance.now().toFixed(1);

@@ -202,8 +202,8 @@ export async function viewJob(seq, refresh, route) {
     job.last_error !== null ? section("Last error", h("pre", { class: "error-text", id: "job-last-error" }, job.last_error)) : null,
     attempts(job)
   );
-  document.body.dataset.jobStatus = job.status;
-  show(seq, node, refresh);
+  // Marked only when shown: a dropped older answer must not announce a status the page lacks.
+  if (show(seq, node, refresh)) document.body.dataset.jobStatus = job.status;
 }
 
 // Workers: every live process, what it serves, how busy, and the jobs it runs now.
