@@ -718,7 +718,7 @@ class Worker:
                 log.warning("recovery pass failed: %s", exc)
                 queues = []
             # Queues this process completed jobs in lately stay in the pass until those jobs'
-            # records expire: the pass also drops their entries from the completed listing.
+            # records expire: the pass deletes them (Redis: complete.lua sets no key TTL).
             now = time.monotonic()
             for queue, until in list(self._listed_done.items()):
                 if until < now:
@@ -733,9 +733,16 @@ class Worker:
             if time.monotonic() >= next_upkeep:
                 next_upkeep = time.monotonic() + HOUSEKEEPING_S
                 try:
-                    await self.backend.housekeeping()
+                    # also queues no process lists, e.g. whose last jobs a process gone since completed
+                    sweep = [q for q in await self.backend.housekeeping() if q not in queues]
                 except Exception as exc:
                     log.warning("housekeeping failed: %s", exc)
+                    sweep = []
+                for queue in sweep:
+                    try:
+                        await self._recover(queue)
+                    except Exception as exc:
+                        log.warning("deleting expired jobs of %s failed: %s", queue, exc)
             await asyncio.sleep(self.settings.recovery_interval)
 
     async def _recover(self, queue: str) -> None:
@@ -743,6 +750,8 @@ class Worker:
             rec = await self.backend.recover_expired(queue)
             n = len(rec.requeued) + len(rec.dead)
             if n == 0:
+                if rec.expired:
+                    continue  # a backlog of expired DONE records: the next slice
                 return
             self._child("recovered", queue).inc(n)
             if rec.dead:

@@ -1,4 +1,4 @@
--- cancel: PENDING or SCHEDULED -> CANCELLED; the hash then expires like a DONE job.
+-- cancel: PENDING or SCHEDULED -> CANCELLED; the hash then expires after COMPLETE_JOB_TTL (a key TTL).
 -- KEYS[1]  queue prefix "gtq:{q}:"; job hashes (j:<id>), idem:<key> hang off it. Every key,
 --          and the Cluster wake channel gtq:{q}:wake, carries the {q} hash tag: one slot.
 -- KEYS[2]  ready   KEYS[3] delayed

@@ -1,8 +1,12 @@
--- complete: RUNNING -> DONE for jobs whose lease token is still current; store the result
--- and let the hash expire after COMPLETE_JOB_TTL so memory does not grow with finished work.
+-- complete: RUNNING -> DONE for jobs whose lease token is still current; store the result.
+-- The record goes COMPLETE_JOB_TTL later, so memory does not grow with finished work: the done
+-- completed set holds each DONE job by that time, and this script (or recover_expired.lua, run by every
+-- worker's recovery pass) deletes the records whose time has passed, many keys in one DEL,
+-- instead of a PEXPIRE call per job (one redis.call of the four a job needed here).
 -- KEYS[1]  queue prefix "gtq:{q}:"; job hashes (j:<id>), idem:<key>, stats:<hour> hang off it. Every key,
 --          and the Cluster wake channel gtq:{q}:wake, carries the {q} hash tag: one slot.
--- KEYS[2]  running   KEYS[3] done (ids of DONE jobs by expiry ms: the "completed" listing)
+-- KEYS[2]  running   KEYS[3] completed (ids of DONE jobs by when their record goes: also the
+--          "completed" listing)
 -- ARGV[1]  done-job TTL ms; ARGV[2..] triples of job id, lease token, result JSON
 -- Returns  one integer per triple: 1 done, 0 stale lease (refused, nothing written)
 -- Also counts the completions in the per-hour stats hash stats:<hour> (field done:<minute>,
@@ -13,6 +17,7 @@ local running, donez = KEYS[2], KEYS[3]
 local t = rcall('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl_ms = tonumber(ARGV[1])
+local PURGE = 500  -- expired DONE records deleted per call at most
 local out = {}
 local n = 0
 local done, listed = {}, {}  -- one ZREM and one ZADD for the batch
@@ -31,8 +36,8 @@ for i = 2, #ARGV, 3 do
     if f[3] then  -- the record outlives its idempotency key, so a retry replays the true outcome
       local left = rcall('PTTL', p .. 'idem:' .. f[3])
       if left > ttl then ttl = left end
+      rcall('PEXPIRE', jk, ttl)  -- kept on its own clock too: it may outlive any worker's pass
     end
-    rcall('PEXPIRE', jk, ttl)
     out[#out + 1] = 1
     n = n + 1
     done[n] = ARGV[i]
@@ -47,7 +52,13 @@ if n > 0 then
     rcall('ZREM', running, unpack(done, i, math.min(i + 999, n)))
     rcall('ZADD', donez, unpack(listed, 2 * i - 1, math.min(2 * i + 1998, 2 * n)))
   end
-  rcall('ZREMRANGEBYSCORE', donez, '-inf', now)  -- entries whose job hash has expired
+  -- DONE records whose time has passed: at most PURGE a call, so a backlog is spread out
+  local old = rcall('ZRANGEBYSCORE', donez, '-inf', now, 'LIMIT', 0, PURGE)
+  if #old > 0 then
+    for j = 1, #old do old[j] = p .. 'j:' .. old[j] end
+    rcall('DEL', unpack(old))
+    rcall('ZREMRANGEBYRANK', donez, 0, #old - 1)  -- the lowest scores are exactly those
+  end
   local minute = math.floor(now / 60000)
   local sk = p .. 'stats:' .. math.floor(minute / 60)
   rcall('HINCRBY', sk, 'done:' .. minute, n)

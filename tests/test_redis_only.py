@@ -238,7 +238,9 @@ async def test_done_jobs_expire_and_waiting_jobs_do_not(make_redis: Callable[...
     def pttl(job: Job) -> int:
         return int(raw.pttl(keys.job_key("default", job.id)))
 
-    assert 0 < pttl(done) <= 120_000
+    # a DONE record goes by its done-set score (see keys.py), a CANCELLED one by its key TTL
+    go_at = raw.zscore(keys.queue_prefix("default") + "completed", done.id)
+    assert pttl(done) == -1 and go_at is not None and 0 < go_at - time.time() * 1000 <= 120_000
     assert 0 < pttl(cancelled) <= 120_000
     for waiting in (pending, scheduled, running, dead):
         assert pttl(waiting) == -1, f"a {waiting.id} job key must never expire"
@@ -421,18 +423,106 @@ async def test_jobs_stored_field_by_field_still_run_through_every_transition(
     assert fetched is not None and (fetched.type, fetched.payload, fetched.status) == ("old", {"v": 2}, S.PENDING)
 
 
-async def test_the_recovery_pass_drops_expired_entries_of_the_completed_listing(
+async def test_the_recovery_pass_deletes_expired_done_records(make_redis: Callable[..., Any], raw: redis.Redis) -> None:
+    """With no later completion in the queue, the worker's recovery pass deletes DONE records
+    past COMPLETE_JOB_TTL (no PEXPIRE a job: the done set says when), a bounded slice a call,
+    and nothing of them is left (memory back to where it was)."""
+    b: RedisBackend = await make_redis(complete_job_ttl=0.3)
+    ids = [(await b.enqueue(spec())).job.id for _ in range(3)]
+    claimed = (await b.claim("default", 3, LEASE_MS)).jobs
+    assert await b.complete("default", [Completion(c.job.id, c.token, b"1") for c in claimed]) == [True] * 3
+    done = keys.queue_prefix("default") + "completed"
+    assert raw.zcard(done) == 3
+    assert all(raw.pttl(keys.job_key("default", jid)) == -1 for jid in ids)  # no key expiry of their own
+    assert (await b.recover_expired("default")).expired == 0  # not yet: their time has not come
+    await asyncio.sleep(0.5)
+    assert (await b.recover_expired("default", limit=2)).expired == 2
+    assert (await b.recover_expired("default", limit=2)).expired == 1
+    assert (await b.recover_expired("default", limit=2)).expired == 0
+    assert raw.zcard(done) == 0
+    assert sum(raw.exists(keys.job_key("default", jid)) for jid in ids) == 0
+
+
+async def test_a_new_worker_deletes_expired_done_records_of_a_queue_no_one_lists(
+    redis_server: RedisServer, raw: redis.Redis
+) -> None:
+    """Jobs completed by a process that is gone (a deploy): the queue holds no work, so no worker
+    lists it, yet a new worker's housekeeping (at start, then once a minute) deletes the records."""
+    app = App(redis_settings(redis_server.url, complete_job_ttl=0.2), builtins=False)
+    await app.start()
+    worker: Worker | None = None
+    task: asyncio.Task[None] | None = None
+    try:
+        await app.create_queue("gone")
+        job = await app.enqueue("t", queue="gone")
+        c = (await app.backend.claim("gone", 1, LEASE_MS)).jobs[0]
+        assert await app.backend.complete("gone", [Completion(job.id, c.token, b"1")]) == [True]
+        await asyncio.sleep(0.4)
+        key = keys.job_key("gone", job.id)
+        assert raw.exists(key) == 1 and await app.get_job(job.id) is None  # past its time: not shown
+        await app.backend.mark_idle("gone")  # as the gone process's worker did: no work is left
+        assert "gone" not in await app.backend.active_queues()
+        worker = app.worker()
+        task = asyncio.create_task(worker.run())
+        deadline = time.monotonic() + 10
+        while raw.exists(key):
+            assert time.monotonic() < deadline, "the record was not deleted"
+            await asyncio.sleep(0.05)
+        assert raw.zcard(keys.queue_prefix("gone") + "completed") == 0
+    finally:
+        if worker is not None and task is not None:
+            await asyncio.wait_for(worker.stop(), 10)
+            await task
+        await app.close()
+
+
+async def test_a_completion_deletes_the_queues_expired_done_records(
     make_redis: Callable[..., Any], raw: redis.Redis
 ) -> None:
-    """With no later completion in the queue, the worker's recovery pass prunes the listing, so
-    nothing of a DONE job is left once its record expired (memory back to where it was)."""
     b: RedisBackend = await make_redis(complete_job_ttl=0.3)
-    job = (await b.enqueue(spec())).job
+    first = (await b.enqueue(spec())).job
+    c = (await b.claim("default", 1, LEASE_MS)).jobs[0]
+    assert await b.complete("default", [Completion(first.id, c.token, b"null")]) == [True]
+    stored = await b.get_job(first.id)
+    assert stored is not None and stored.status is S.DONE and stored.result is None
+    assert raw.hexists(keys.job_key("default", first.id), "res") == 0  # a null result is no field
+    await asyncio.sleep(0.5)
+    second = (await b.enqueue(spec())).job
+    c = (await b.claim("default", 1, LEASE_MS)).jobs[0]
+    assert await b.complete("default", [Completion(second.id, c.token, b'{"ok":1}')]) == [True]
+    assert await b.get_job(first.id) is None
+    assert raw.zrange(keys.queue_prefix("default") + "completed", 0, -1) == [second.id.encode()]
+    kept = await b.get_job(second.id)
+    assert kept is not None and kept.result == {"ok": 1}
+
+
+async def test_a_done_record_kept_for_its_idempotency_key_expires_on_its_own(
+    make_redis: Callable[..., Any], raw: redis.Redis
+) -> None:
+    """It may outlive every worker's pass (the key lives a day by default): it keeps a key TTL."""
+    b: RedisBackend = await make_redis(complete_job_ttl=0.3, idempotency_ttl=60.0)
+    job = (await b.enqueue(spec(idempotency_key="k"))).job
     c = (await b.claim("default", 1, LEASE_MS)).jobs[0]
     assert await b.complete("default", [Completion(job.id, c.token, b"1")]) == [True]
-    done = keys.queue_prefix("default") + "done"
-    assert raw.zcard(done) == 1
-    await asyncio.sleep(0.5)
-    assert raw.exists(keys.job_key("default", job.id)) == 0
+    assert 50_000 < raw.pttl(keys.job_key("default", job.id)) <= 60_000
+
+
+async def test_upgrade_older_done_listing_is_pruned_and_unlisted_done_records_go_by_finish_time(
+    make_redis: Callable[..., Any], raw: redis.Redis
+) -> None:
+    """Older versions listed DONE jobs in "done" (their records had a key TTL): the recovery pass
+    prunes it. A DONE record in no listing (a rollback and back) is shown until its finish time
+    plus COMPLETE_JOB_TTL, as if listed."""
+    b: RedisBackend = await make_redis(complete_job_ttl=60.0)
+    p = keys.queue_prefix("default")
+    raw.zadd(p + "done", {"123": 1, "456": time.time() * 1000 + 60_000})
     await b.recover_expired("default")
-    assert raw.zcard(done) == 0
+    assert raw.zrange(p + "done", 0, -1) == [b"456"]
+    fresh = (await b.enqueue(spec())).job
+    stale = (await b.enqueue(spec())).job
+    batch = (await b.claim("default", 2, LEASE_MS)).jobs
+    assert await b.complete("default", [Completion(c.job.id, c.token, b"1") for c in batch]) == [True, True]
+    raw.zrem(p + "completed", fresh.id, stale.id)
+    raw.hset(keys.job_key("default", stale.id), "fa", int(time.time() * 1000) - 61_000)
+    assert (await b.get_job(fresh.id)) is not None
+    assert (await b.get_job(stale.id)) is None

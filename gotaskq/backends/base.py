@@ -56,6 +56,7 @@ class FailOutcome:
 class Recovered:
     requeued: list[str]
     dead: list[str]
+    expired: int = 0  # DONE records deleted as their COMPLETE_JOB_TTL passed (Redis; memory drops them itself)
 
 
 @dataclass(slots=True, frozen=True)
@@ -229,8 +230,10 @@ class Backend(Protocol):
     async def mark_idle(self, queue: str) -> None:
         """A claim found ``queue`` idle: stop listing it until an enqueue or replay."""
 
-    async def housekeeping(self) -> None:
-        """Bounded background upkeep (expired entries), run by workers now and then."""
+    async def housekeeping(self) -> list[str]:
+        """Bounded background upkeep (expired entries), run by workers now and then; the queues
+        whose recovery pass has expired DONE records to delete (Redis: only one process a minute
+        is told, see keys.py)."""
 
     async def wait_for_work(self, timeout: float) -> None:
         """Sleep until an enqueue may have made work available, or ``timeout`` seconds."""

@@ -578,8 +578,9 @@ class MemoryBackend:
     async def mark_idle(self, queue: str) -> None:
         return None  # active_queues is computed from the queues themselves
 
-    async def housekeeping(self) -> None:
+    async def housekeeping(self) -> list[str]:
         self._sweep(now_ms())
+        return []  # finished jobs go in the sweep itself
 
     async def wait_for_work(self, timeout: float) -> None:
         try:

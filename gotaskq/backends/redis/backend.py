@@ -1,7 +1,8 @@
 """RedisBackend: the Backend protocol on Redis; every transition is one Lua script (lua/*.lua).
 
-Each script call touches one queue's keys (one Cluster slot) and at most CHUNK jobs, so no call
-holds Redis for more than a few milliseconds at any NUM_WORKERS or batch size.
+Each script call touches one queue's keys (one Cluster slot) and at most CHUNK jobs (complete
+also deletes up to 500 expired DONE records), so no call holds Redis for more than a few
+milliseconds at any NUM_WORKERS or batch size.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ CLAIM_CHUNK = 100  # a claimed job costs the most (a read of every field, and it
 REBUILD_ACTIVE_S = 3600.0
 RELEARN_S = 0.5
 INFO_BATCH = 200  # queues per pipeline of queue_infos
+SWEEP_MS = 60_000  # how often one process looks for queues with expired DONE records
 
 
 _LIMITED = {1: "concurrency", 2: "rate_limit"}  # claim.lua's "limited" answer
@@ -602,7 +604,20 @@ class RedisBackend:
     async def _get_in(self, queue: str, job_id: str) -> Job | None:
         async with guard():
             fields: dict[bytes, bytes] = await self.client.hgetall(keys.job_key(queue, job_id))
-        return decode_job(job_id, queue, fields) if fields else None
+        return decode_job(job_id, queue, fields) if await self._current(queue, job_id, fields) else None
+
+    async def _current(self, queue: str, job_id: str, fields: dict[bytes, bytes]) -> bool:
+        """False for no record, or a DONE one past COMPLETE_JOB_TTL that no pass deleted yet
+        (complete.lua: DONE records go by their completed-set score, not by a key TTL)."""
+        if not fields:
+            return False
+        if fields.get(b"st") != b"DONE" or b"idem" in fields:  # a key TTL: Redis itself decides
+            return True
+        async with guard():
+            go_at = await self.client.zscore(keys.queue_prefix(queue) + "completed", job_id)
+        if go_at is None:  # not listed (by an older version, or pruned by one): by its finish time
+            go_at = num(fields.get(b"fa")) + self._done_ttl_ms
+        return bool(go_at > now_ms())
 
     async def _locate(self, job_id: str) -> tuple[str, dict[bytes, bytes]] | None:
         """A job's queue and fields in two reads: the id -> queue index, then the job."""
@@ -611,7 +626,7 @@ class RedisBackend:
             return None
         async with guard():
             fields: dict[bytes, bytes] = await self.client.hgetall(keys.job_key(queue, job_id))
-        if not fields:
+        if not await self._current(queue, job_id, fields):
             return None
         self.index.remember(job_id, queue)
         return queue, fields
@@ -655,16 +670,21 @@ class RedisBackend:
         return [decode_job(jid, queue, f) for jid, f in zip(ids, rows, strict=True) if f]
 
     async def list_jobs(self, queue: str, status: JobStatus, limit: int, cursor: str | None) -> Page:
-        suffix = {S.PENDING: "ready", S.SCHEDULED: "delayed", S.RUNNING: "running", S.DEAD: "dead", S.DONE: "done"}.get(
-            status
-        )
+        suffix = {
+            S.PENDING: "ready",
+            S.SCHEDULED: "delayed",
+            S.RUNNING: "running",
+            S.DEAD: "dead",
+            S.DONE: "completed",
+        }.get(status)
         if suffix is None:
             return Page([], None)
         await self.queue_info(queue)
-        return await self._zpage(queue, suffix, limit, cursor)
+        # DONE: only records whose time has not passed (a pass may not have deleted them yet)
+        return await self._zpage(queue, suffix, limit, cursor, f"({now_ms()}" if status is S.DONE else "-inf")
 
-    async def _zpage(self, queue: str, suffix: str, limit: int, cursor: str | None) -> Page:
-        """Newest first by (score, id); the cursor is the last (score, id) returned."""
+    async def _zpage(self, queue: str, suffix: str, limit: int, cursor: str | None, bottom: str = "-inf") -> Page:
+        """Newest first by (score, id) down to ``bottom``; the cursor is the last (score, id) returned."""
         after = decode_cursor(cursor, queue)
         key = keys.queue_prefix(queue) + suffix
         top: float | str = "+inf" if after is None else after[0]
@@ -673,7 +693,7 @@ class RedisBackend:
         async with guard():
             while len(picked) <= limit:
                 rows: list[tuple[bytes, float]] = await self.client.zrevrangebyscore(
-                    key, top, "-inf", start=offset, num=limit + 1 + 64, withscores=True
+                    key, top, bottom, start=offset, num=limit + 1 + 64, withscores=True
                 )
                 for member, score in rows:
                     entry = (score, int(member))
@@ -704,8 +724,27 @@ class RedisBackend:
     async def mark_idle(self, queue: str) -> None:
         await self.active.mark_idle(queue)
 
-    async def housekeeping(self) -> None:
+    async def housekeeping(self) -> list[str]:
         await self.index.prune(now_ms())
+        return await self._queues_with_expired_done()
+
+    async def _queues_with_expired_done(self) -> list[str]:
+        """Queues whose completed set has a record past its time (one process a minute asks)."""
+        async with guard():
+            if not await self.client.set(keys.SWEEP_LOCK, "1", nx=True, px=SWEEP_MS):
+                return []
+        names = await self.list_queues()
+        due: list[str] = []
+        for start in range(0, len(names), INFO_BATCH):
+            chunk = names[start : start + INFO_BATCH]
+            async with guard():
+                pipe = self.client.pipeline(transaction=False)
+                for name in chunk:
+                    pipe.zrange(keys.queue_prefix(name) + "completed", 0, 0, withscores=True)
+                rows = await pipe.execute()
+            now = now_ms()
+            due.extend(name for name, row in zip(chunk, rows, strict=True) if row and row[0][1] <= now)
+        return due
 
     async def claim(self, queue: str, count: int, lease_ms: int, external: bool = False) -> ClaimBatch:
         claimed: list[Claimed] = []
@@ -821,7 +860,7 @@ class RedisBackend:
     async def recover_expired(self, queue: str, limit: int = CHUNK) -> Recovered:
         args = [min(limit, CHUNK), self._aging_ms, LEASE_EXPIRED, self._channel(queue), queue, MAX_ERROR_HISTORY]
         res = await self._run("recover_expired", queue, args, worker=True)
-        return Recovered([x.decode() for x in res[0]], [x.decode() for x in res[1]])
+        return Recovered([x.decode() for x in res[0]], [x.decode() for x in res[1]], int(res[2]))
 
     async def wait_for_work(self, timeout: float) -> None:
         if self._wake is None:
