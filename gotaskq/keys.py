@@ -72,7 +72,7 @@ def wake_channel(queue: str, cluster: bool) -> str:
 def is_global(key: bytes | str) -> bool:
     """True for the keys that belong to no queue (and carry no hash tag)."""
     k = key.decode() if isinstance(key, bytes) else key
-    return k in (QUEUES, ACTIVE, WORKERS, SCHEDULES) or k.startswith(
+    return k in (QUEUES, ACTIVE, WORKERS, SCHEDULES, SWEEP_LOCK) or k.startswith(
         (f"{PREFIX}:node:", f"{PREFIX}:ix:", f"{PREFIX}:sched:")
     )
 

@@ -608,7 +608,9 @@ async def seed(api: Api, queues: Sequence[str]) -> tuple[list[str], list[str]]:
     return ids + dead, dead
 
 
-KEY_RE = re.compile(rb"gtq:\{([^}]*)\}:(meta|ready|delayed|running|dead|done|j:[0-9]{1,20}|idem:.+|stats:[0-9]+)", re.S)
+KEY_RE = re.compile(
+    rb"gtq:\{([^}]*)\}:(meta|ready|delayed|running|dead|done|completed|j:[0-9]{1,20}|idem:.+|stats:[0-9]+)", re.S
+)
 QUEUE_RE = re.compile(rb"[A-Za-z0-9_.\-]{1,64}")
 KEY_TYPES = {
     b"meta": b"hash",
@@ -617,6 +619,7 @@ KEY_TYPES = {
     b"running": b"zset",
     b"dead": b"zset",
     b"done": b"zset",
+    b"completed": b"zset",
 }
 FINISHED = {b"DONE", b"CANCELLED"}
 
@@ -641,7 +644,9 @@ def scan_keys(url: str) -> list[str]:
             elif suffix.startswith(b"j:"):
                 status = r.hget(key, "st")
                 assert kind == b"hash" and status is not None, (key, kind)
-                assert (ttl > 0) == (status in FINISHED), f"{key!r} is {status!r} with ttl {ttl}"
+                # DONE: a key TTL (kept for an idempotency key) or listed by when it goes (keys.py)
+                listed = status == b"DONE" and r.zscore(b"gtq:{" + queue + b"}:completed", suffix[2:]) is not None
+                assert (ttl > 0 or listed) == (status in FINISHED), f"{key!r} is {status!r} with ttl {ttl}"
                 ids.append(suffix[2:].decode())
             else:  # idempotency keys and per-minute stats always expire
                 assert ttl > 0, (key, ttl)
