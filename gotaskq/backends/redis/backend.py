@@ -55,7 +55,16 @@ from ..base import (
 )
 from ..paging import all_queues_page, decode_cursor, encode_cursor
 from .codec import claimed_job, decode_job, job_record, num, opt_text, text
-from .connection import WORKER_POOL_SIZE, Topology, cluster_enabled, guard, make_topology, startup_checks
+from .connection import (
+    WORKER_POOL_SIZE,
+    Commands,
+    Topology,
+    cluster_enabled,
+    guard,
+    make_topology,
+    send_all,
+    startup_checks,
+)
 from .lookup import ActiveQueues, Backlog, JobIndex
 from .node_lease import NodeLease
 from .scripts import Scripts, script_keys
@@ -229,7 +238,7 @@ class RedisBackend:
                 return res
             code = getattr(self.scripts, script)
             for attempt in range(2):
-                pipe = client.pipeline(transaction=False)
+                pipe = Commands()
                 if index:
                     self.index.write(pipe, queue, index)  # before the job: every stored job is indexed
                 at = len(pipe)
@@ -241,7 +250,7 @@ class RedisBackend:
                     pipe.execute_command("WAIT", n, self._ack_ms)
                 if activate:
                     self.active.add(pipe, queue)  # after the job: see lookup.ActiveQueues
-                out = await pipe.execute(raise_on_error=False)
+                out = await send_all(client, pipe)
                 if isinstance(out[at], rexc.NoScriptError) and not attempt:
                     await client.script_load(code.script)  # every other command of it is idempotent
                     continue
@@ -782,11 +791,11 @@ class RedisBackend:
         for c in done:
             args.extend((c.job_id, c.token, c.result_json))
         async with guard():
-            pipe = self._wclient.pipeline(transaction=False)
+            pipe = Commands()
             for name, script_args in (("complete", args), ("claim", self._claim_args(count, lease_ms))):
                 k = script_keys(name, queue)
                 pipe.evalsha(getattr(self.scripts, name).sha, len(k), *k, *script_args)
-            out = await pipe.execute(raise_on_error=False)
+            out = await send_all(self._wclient, pipe)
         # a restarted Redis has no scripts: NOSCRIPT means that script did not run
         if isinstance(out[0], rexc.NoScriptError):
             out[0] = await self._run("complete", queue, args, worker=True)
