@@ -208,6 +208,8 @@ class RedisBackend:
 
     async def _run(self, script: str, queue: str, args: Sequence[Any], *, worker: bool = False) -> Any:
         client = self._wclient if worker else self._client
+        if not self.cluster:
+            return await self._send(client, script, queue, args)
         async with guard():
             return await self.scripts.run(script, queue, list(args), client)
 
@@ -228,14 +230,29 @@ class RedisBackend:
         if not (index or activate or n):
             return await self._run(script, queue, args, worker=worker)
         client = self._wclient if worker else self._client
+        if not self.cluster:
+            return await self._send(client, script, queue, args, index=index, activate=activate, acks=n)
+        async with guard():  # the keys live on different nodes: one call each, in order
+            if index:
+                await self.index.write_now(queue, index)
+            res = await self._acked(client, script, queue, list(args), n)
+            if activate:
+                await self.active.add_now(queue)
+            return res
+
+    async def _send(
+        self,
+        client: Any,
+        script: str,
+        queue: str,
+        args: Sequence[Any],
+        *,
+        index: Sequence[str] = (),
+        activate: bool = False,
+        acks: int = 0,
+    ) -> Any:
+        """One server or a Sentinel's primary: the script with what goes around it in one write."""
         async with guard():
-            if self.cluster:  # the keys live on different nodes: one call each, in order
-                if index:
-                    await self.index.write_now(queue, index)
-                res = await self._acked(client, script, queue, list(args), n)
-                if activate:
-                    await self.active.add_now(queue)
-                return res
             code = getattr(self.scripts, script)
             for attempt in range(2):
                 pipe = Commands()
@@ -246,8 +263,8 @@ class RedisBackend:
                 # every pipeline holding a Script; a restarted Redis answers NOSCRIPT instead.
                 script_keys_ = script_keys(script, queue)
                 pipe.evalsha(code.sha, len(script_keys_), *script_keys_, *args)
-                if n:
-                    pipe.execute_command("WAIT", n, self._ack_ms)
+                if acks:
+                    pipe.execute_command("WAIT", acks, self._ack_ms)
                 if activate:
                     self.active.add(pipe, queue)  # after the job: see lookup.ActiveQueues
                 out = await send_all(client, pipe)
@@ -258,8 +275,8 @@ class RedisBackend:
                     if isinstance(r, Exception):
                         raise r
                 break
-        if n:
-            _check_acked(out[at + 1], n)
+        if acks:
+            _check_acked(out[at + 1], acks)
         return out[at]
 
     @property
