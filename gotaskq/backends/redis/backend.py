@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -349,27 +349,35 @@ class RedisBackend:
             raise QueueNotFound(f"queue {name!r} does not exist")
         return found[0]
 
-    async def queue_infos(self, names: Sequence[str]) -> list[QueueInfo]:
-        """One pipeline for all: on a Cluster it goes to every primary at once."""
-        out: list[QueueInfo] = []
+    async def _read_queues(
+        self, names: Sequence[str], reads: Callable[[Any, str], None]
+    ) -> AsyncIterator[tuple[str, list[Any]]]:
+        """Each queue's replies to what ``reads`` adds to a pipeline for it, INFO_BATCH queues a
+        pipeline (on a Cluster one pipeline goes to every primary at once)."""
         for start in range(0, len(names), INFO_BATCH):
             chunk = names[start : start + INFO_BATCH]
             async with guard():
                 pipe = self.client.pipeline(transaction=False)
                 for name in chunk:
-                    p = keys.queue_prefix(name)
-                    pipe.hmget(p + "meta", ["created", "paused", "conc", "rmax", "rper", "ext"])
-                    for suffix in ("ready", "delayed", "running", "dead"):
-                        pipe.zcard(p + suffix)
+                    reads(pipe, keys.queue_prefix(name))
                 rows = await pipe.execute()
+            per = len(rows) // max(1, len(chunk))
             for i, name in enumerate(chunk):
-                meta, pending, scheduled, running, dead = rows[5 * i : 5 * i + 5]
-                if meta[0] is not None:
-                    conc = None if meta[2] is None else int(meta[2])
-                    limit = None if meta[3] is None else RateLimit(int(meta[3]), int(meta[4]) / 1000)
-                    ext = meta[5] == b"1"
-                    info = QueueInfo(name, meta[1] == b"1", pending, scheduled, running, dead, conc, limit, ext)
-                    out.append(info)
+                yield name, rows[per * i : per * i + per]
+
+    async def queue_infos(self, names: Sequence[str]) -> list[QueueInfo]:
+        def reads(pipe: Any, p: str) -> None:
+            pipe.hmget(p + "meta", ["created", "paused", "conc", "rmax", "rper", "ext"])
+            for suffix in ("ready", "delayed", "running", "dead"):
+                pipe.zcard(p + suffix)
+
+        out: list[QueueInfo] = []
+        async for name, (meta, pending, scheduled, running, dead) in self._read_queues(names, reads):
+            if meta[0] is not None:
+                conc = None if meta[2] is None else int(meta[2])
+                limit = None if meta[3] is None else RateLimit(int(meta[3]), int(meta[4]) / 1000)
+                ext = meta[5] == b"1"
+                out.append(QueueInfo(name, meta[1] == b"1", pending, scheduled, running, dead, conc, limit, ext))
         return out
 
     async def configure_queue(self, name: str, settings: QueueSettings) -> QueueInfo:
@@ -759,18 +767,16 @@ class RedisBackend:
         async with guard():
             if not await self.client.set(keys.SWEEP_LOCK, "1", nx=True, px=SWEEP_MS):
                 return []
-        names = await self.list_queues()
-        due: list[str] = []
-        for start in range(0, len(names), INFO_BATCH):
-            chunk = names[start : start + INFO_BATCH]
-            async with guard():
-                pipe = self.client.pipeline(transaction=False)
-                for name in chunk:
-                    pipe.zrange(keys.queue_prefix(name) + "completed", 0, 0, withscores=True)
-                rows = await pipe.execute()
-            now = now_ms()
-            due.extend(name for name, row in zip(chunk, rows, strict=True) if row and row[0][1] <= now)
-        return due
+
+        def reads(pipe: Any, p: str) -> None:
+            pipe.zrange(p + "completed", 0, 0, withscores=True)  # the earliest to go
+
+        now = now_ms()
+        return [
+            name
+            async for name, (first,) in self._read_queues(await self.list_queues(), reads)
+            if first and first[0][1] <= now
+        ]
 
     async def claim(self, queue: str, count: int, lease_ms: int, external: bool = False) -> ClaimBatch:
         claimed: list[Claimed] = []
