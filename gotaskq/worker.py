@@ -157,7 +157,7 @@ class Worker:
         self._busy_q: dict[str, int] = {}  # the same per queue: a queue's fair share is checked on it
         self._dry: set[str] = set()  # queues a claim found short of jobs: no claims ride on their completions
         self._idle_since: dict[str, float] = {}  # queue -> when claims first found it idle
-        self._listed_done: dict[str, float] = {}  # queue -> until when its completed listing needs pruning
+        self._listed_done: dict[str, float] = {}  # queue -> until when its DONE records need deleting
         self._ready = _Handoff()
         self._stopping = asyncio.Event()
         self._no_grace = asyncio.Event()

@@ -1,8 +1,8 @@
 -- complete: RUNNING -> DONE for jobs whose lease token is still current; store the result.
--- The record goes COMPLETE_JOB_TTL later, so memory does not grow with finished work: the done
--- completed set holds each DONE job by that time, and this script (or recover_expired.lua, run by every
--- worker's recovery pass) deletes the records whose time has passed, many keys in one DEL,
--- instead of a PEXPIRE call per job (one redis.call of the four a job needed here).
+-- The record goes COMPLETE_JOB_TTL later, so memory does not grow with finished work: the
+-- completed set holds each DONE job by that time, and this script (or recover_expired.lua, run
+-- by every worker's recovery pass) deletes the records whose time has passed, many keys in one
+-- DEL, instead of a PEXPIRE call per job.
 -- KEYS[1]  queue prefix "gtq:{q}:"; job hashes (j:<id>), idem:<key>, stats:<hour> hang off it. Every key,
 --          and the Cluster wake channel gtq:{q}:wake, carries the {q} hash tag: one slot.
 -- KEYS[2]  running   KEYS[3] completed (ids of DONE jobs by when their record goes: also the
