@@ -362,6 +362,63 @@ async def test_a_worker_survives_redis_turning_read_only(redis_server: RedisServ
         await app.close()
 
 
+# -- the connections send_all keeps out of the pool (connection.Lane) ----------------------
+async def test_a_lane_connection_killed_while_idle_is_replaced_not_failed(
+    make_redis: Callable[..., Any], raw: redis.Redis
+) -> None:
+    backend = await make_redis()
+    await backend.enqueue(spec())
+    lane = backend._client.gtq_lane
+    assert lane.idle, "an enqueue leaves its connection in the lane"
+    raw.client_kill_filter(_type="normal", skipme=True)  # what a restart or CLIENT KILL does
+    await asyncio.sleep(0.1)  # the loop sees the EOF
+    job = (await backend.enqueue(spec())).job  # a new connection, not a 503
+    assert raw.exists(f"{keys.queue_prefix('default')}j:{job.id}")
+
+
+async def test_a_cancelled_exchange_never_leaves_its_connection_in_the_lane(
+    make_redis: Callable[..., Any], raw: redis.Redis
+) -> None:
+    from gotaskq.backends.redis.connection import Commands, send_all
+
+    backend = await make_redis()
+    client = backend._client
+    slow = Commands()
+    slow.execute_command("BLPOP", "gtq:test:nothing", "0.3")
+    call = asyncio.create_task(send_all(client, slow))
+    await asyncio.sleep(0.05)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    await asyncio.sleep(0.4)  # the BLPOP's nil reply arrives on the cancelled connection
+    ping = Commands()
+    ping.execute_command("PING")
+    for _ in range(client.gtq_lane.size + 1):  # whichever connection the lane hands out
+        assert await send_all(client, ping) == [b"PONG"]
+
+
+async def test_a_read_only_reply_takes_the_connection_out_of_the_lane(
+    make_redis: Callable[..., Any], raw: redis.Redis
+) -> None:
+    from gotaskq.backends.redis.connection import Commands, send_all
+
+    backend = await make_redis()
+    client = backend._client
+    write = Commands()
+    write.execute_command("SET", "gtq:test:k", "1")
+    assert await send_all(client, write) == [b"OK"]
+    kept = list(client.gtq_lane.idle)
+    assert kept
+    raw.replicaof("127.0.0.1", _free_port())  # a replica of nobody: every write is refused
+    try:
+        out = await send_all(client, write)
+        assert isinstance(out[0], redis.exceptions.ReadOnlyError)
+        assert not any(c in client.gtq_lane.idle for c in kept), "a replica's connection is not kept"
+    finally:
+        raw.replicaof("NO", "ONE")
+    assert await send_all(client, write) == [b"OK"]
+
+
 # -- shipping the scripts -------------------------------------------------------------------
 def test_every_lua_script_ships_and_loads() -> None:
     on_disk = sorted(p.stem for p in (ROOT / "lua").glob("*.lua"))
