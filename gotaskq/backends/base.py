@@ -22,7 +22,7 @@ class Enqueued:
     created: bool
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)  # not frozen, as Completion: made for every job, and a frozen init costs ~2x
 class Claimed:
     """A job handed to a worker, with the lease token that fences every later write."""
 
@@ -39,7 +39,7 @@ class ClaimBatch:
     limited: str | None = None  # "concurrency" or "rate_limit": jobs waited because of a limit
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)  # see Claimed
 class Completion:
     job_id: str
     token: int

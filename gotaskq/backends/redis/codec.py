@@ -31,6 +31,21 @@ def split_m(m: bytes) -> tuple[str, int, int, int]:
     return typ.decode(), int(pri), int(maxr), int(tmo)
 
 
+# A queue's jobs share a handful of ``m`` values (a type and its settings): each is split once.
+_M_SEEN: dict[bytes, tuple[str, int, int, float]] = {}
+_M_SEEN_MAX = 4096
+RUNNING = S.RUNNING
+
+
+def _m_fields(m: bytes) -> tuple[str, int, int, float]:
+    """``split_m`` with the timeout in seconds, remembered (splitting was ~1.4 us of a claim)."""
+    typ, pri, maxr, tmo = split_m(m)
+    if len(_M_SEEN) >= _M_SEEN_MAX:
+        _M_SEEN.clear()
+    fields = _M_SEEN[m] = (typ, pri, maxr, tmo / 1000)
+    return fields
+
+
 def text(v: bytes | str) -> str:
     return v if isinstance(v, str) else v.decode()
 
@@ -44,27 +59,30 @@ def num(v: bytes | int | None, default: int = 0) -> int:
 
 
 def claimed_job(queue: str, row: list[bytes], now: int) -> Job:
-    """A job from one of claim.lua's rows: {id, lease, att, m, payload, run, idem, ca, err, errs}."""
+    """A job from one of claim.lua's rows: {id, lease, att, m, payload, run, idem, ca, err, errs}.
+    Job's fields by position, in their declared order (keywords made the call ~1.5 us slower)."""
     jid, lease, att, m, payload, run, idem, ca, err, errs = row
-    typ, pri, maxr, tmo = split_m(m)
+    typ, pri, maxr, timeout = _M_SEEN.get(m) or _m_fields(m)
     return Job(
-        id=jid.decode(),
-        queue=queue,
-        type=typ,
-        payload=orjson.loads(payload),
-        priority=pri,
-        status=S.RUNNING,
-        attempts=int(att),
-        max_retries=maxr,
-        timeout=tmo / 1000,
-        run_at=None if run is None else int(run),
-        idempotency_key=opt_text(idem),
-        last_error=opt_text(err),
-        errors=decode_errors(errs),
-        created_at=int(ca),
-        updated_at=now,
-        started_at=now,
-        lease=int(lease),
+        jid.decode(),  # id
+        queue,
+        typ,  # type
+        orjson.loads(payload),
+        pri,  # priority
+        RUNNING,  # status
+        int(att),  # attempts
+        maxr,  # max_retries
+        timeout,
+        None if run is None else int(run),  # run_at
+        None if idem is None else idem.decode(),  # idempotency_key
+        None if err is None else err.decode(),  # last_error
+        decode_errors(errs) if errs else [],  # errors
+        None,  # result
+        int(ca),  # created_at
+        now,  # updated_at
+        now,  # started_at
+        None,  # finished_at
+        int(lease),
     )
 
 
