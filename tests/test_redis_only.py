@@ -363,17 +363,21 @@ async def test_a_worker_survives_redis_turning_read_only(redis_server: RedisServ
 
 
 # -- the connections send_all keeps out of the pool (connection.Lane) ----------------------
-async def test_a_lane_connection_killed_while_idle_is_replaced_not_failed(
+async def test_connections_killed_while_idle_are_replaced_not_failed(
     make_redis: Callable[..., Any], raw: redis.Redis
 ) -> None:
+    """In the lane and in the pool (redis-py 8.1.0 hands out a closed pooled connection:
+    redis/redis-py#4252; connection.CheckedPool)."""
     backend = await make_redis()
-    await backend.enqueue(spec())
+    first = (await backend.enqueue(spec())).job
+    assert await backend.get_job(first.id) is not None  # a pooled connection, idle from now on
     lane = backend._client.gtq_lane
     assert lane.idle, "an enqueue leaves its connection in the lane"
     raw.client_kill_filter(_type="normal", skipme=True)  # what a restart or CLIENT KILL does
     await asyncio.sleep(0.1)  # the loop sees the EOF
     job = (await backend.enqueue(spec())).job  # a new connection, not a 503
     assert raw.exists(f"{keys.queue_prefix('default')}j:{job.id}")
+    assert await backend.get_job(first.id) is not None
 
 
 async def test_a_cancelled_exchange_never_leaves_its_connection_in_the_lane(

@@ -21,7 +21,7 @@ from redis import exceptions as rexc
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 
 from ...config import Settings
@@ -53,6 +53,28 @@ REFUSALS = (
     rexc.MasterDownError,
 )
 _REFUSAL_PREFIXES = ("OOM", "LOADING", "BUSY", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN")
+
+
+class _ReplacesClosed:
+    """redis-py 8.1.0 hands out a pooled connection that the server closed while it sat idle: its
+    checkout probe is skipped while maintenance notifications are "auto", the RESP3 default
+    (redis/redis-py#4252, fixed upstream by #4260). After a Redis restart or a CLIENT KILL, the
+    next call on each such connection failed with "Connection closed by server" (a 503, a
+    worker's retry). A stream at EOF is reconnected here first."""
+
+    async def ensure_connection(self, connection: Any) -> None:
+        reader = getattr(connection, "_reader", None)
+        if reader is not None and reader.at_eof():
+            await connection.disconnect()
+        await super().ensure_connection(connection)  # type: ignore[misc]
+
+
+class CheckedPool(_ReplacesClosed, aioredis.BlockingConnectionPool):
+    pass
+
+
+class CheckedSentinelPool(_ReplacesClosed, SentinelConnectionPool):
+    pass
 
 
 class _Waiting:
@@ -156,7 +178,11 @@ def _sentinel_client(s: Settings, limit: int) -> WaitingRedis:
     )
     assert s.redis_sentinel_master is not None
     client: WaitingRedis = sentinel.master_for(
-        s.redis_sentinel_master, redis_class=WaitingRedis, max_connections=limit, decode_responses=False
+        s.redis_sentinel_master,
+        redis_class=WaitingRedis,
+        connection_pool_class=CheckedSentinelPool,
+        max_connections=limit,
+        decode_responses=False,
     )
     client._slots = asyncio.Semaphore(limit)
     return client
@@ -164,7 +190,7 @@ def _sentinel_client(s: Settings, limit: int) -> WaitingRedis:
 
 def make_client(url: str, max_connections: int) -> aioredis.Redis:
     """A client on a blocking pool of at most ``max_connections`` connections."""
-    pool = aioredis.BlockingConnectionPool.from_url(
+    pool = CheckedPool.from_url(
         url,
         max_connections=max_connections,
         timeout=POOL_WAIT_S,
