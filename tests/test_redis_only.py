@@ -20,6 +20,7 @@ from gotaskq import keys
 from gotaskq.app import App
 from gotaskq.backends.base import Completion
 from gotaskq.backends.redis import RedisBackend
+from gotaskq.backends.redis.connection import Commands, send_all
 from gotaskq.backends.redis.scripts import NAMES, lua_source
 from gotaskq.errors import BackendUnavailable
 from gotaskq.job import Job, NewJob
@@ -380,36 +381,29 @@ async def test_connections_killed_while_idle_are_replaced_not_failed(
     assert await backend.get_job(first.id) is not None
 
 
-async def test_a_cancelled_exchange_never_leaves_its_connection_in_the_lane(
-    make_redis: Callable[..., Any], raw: redis.Redis
-) -> None:
-    from gotaskq.backends.redis.connection import Commands, send_all
+def _command(*args: Any) -> Commands:
+    one = Commands()
+    one.execute_command(*args)
+    return one
 
-    backend = await make_redis()
-    client = backend._client
-    slow = Commands()
-    slow.execute_command("BLPOP", "gtq:test:nothing", "0.3")
-    call = asyncio.create_task(send_all(client, slow))
+
+async def test_a_cancelled_exchange_never_leaves_its_connection_in_the_lane(make_redis: Callable[..., Any]) -> None:
+    client = (await make_redis())._client
+    call = asyncio.create_task(send_all(client, _command("BLPOP", "gtq:test:nothing", "0.3")))
     await asyncio.sleep(0.05)
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
         await call
     await asyncio.sleep(0.4)  # the BLPOP's nil reply arrives on the cancelled connection
-    ping = Commands()
-    ping.execute_command("PING")
     for _ in range(client.gtq_lane.size + 1):  # whichever connection the lane hands out
-        assert await send_all(client, ping) == [b"PONG"]
+        assert await send_all(client, _command("PING")) == [b"PONG"]
 
 
 async def test_a_read_only_reply_takes_the_connection_out_of_the_lane(
     make_redis: Callable[..., Any], raw: redis.Redis
 ) -> None:
-    from gotaskq.backends.redis.connection import Commands, send_all
-
-    backend = await make_redis()
-    client = backend._client
-    write = Commands()
-    write.execute_command("SET", "gtq:test:k", "1")
+    client = (await make_redis())._client
+    write = _command("SET", "gtq:test:k", "1")
     assert await send_all(client, write) == [b"OK"]
     kept = list(client.gtq_lane.idle)
     assert kept
