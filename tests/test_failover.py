@@ -22,7 +22,7 @@ from gotaskq import App
 from gotaskq.backends.redis import RedisBackend
 from gotaskq.config import Settings
 from gotaskq.errors import GotaskqError
-from gotaskq.job import Job
+from gotaskq.job import Job, NewJob
 from gotaskq.states import JobStatus
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -167,3 +167,33 @@ async def test_sentinel_primary_kill_loses_no_acknowledged_job(redis_sentinel: R
     load, starts, _, ended = await run_failover(settings, ["default", "other"], kill)
     assert len(load.acked) > 100
     assert any(t > ended for t in starts["default"]), "jobs never resumed after the failover"
+
+
+async def test_sentinel_script_calls_wait_for_a_connection_like_every_other_call(
+    redis_sentinel: RedisSentinelSet,
+) -> None:
+    """A Sentinel pool raises 'Too many connections' when full (it does not wait): script calls
+    (send_all) and pipelines must take one of the client's slots as every other call does."""
+    redis_sentinel.flushall()
+    env = redis_sentinel.env()
+    settings = replace(
+        BASE,
+        redis_sentinels=tuple(env["REDIS_SENTINELS"].split(",")),
+        redis_sentinel_master=env["REDIS_SENTINEL_MASTER"],
+        redis_max_connections=2,
+    )
+    backend = RedisBackend(settings)
+    await backend.connect()
+    try:
+        queues = [f"q{i}" for i in range(8)]
+        for q in queues:
+            await backend.create_queue(q)
+        first = [await backend.enqueue(NewJob.build("t", {}, queue=q)) for q in queues]
+        for _ in range(3):  # script calls (one Batcher per queue) next to plain reads
+            calls = [backend.enqueue(NewJob.build("t", {}, queue=q)) for q in queues]
+            calls += [backend.get_job(e.job.id) for e in first]
+            calls += [backend.queue_stats(q, 5) for q in queues]  # a pipeline each
+            for out in await asyncio.gather(*calls, return_exceptions=True):
+                assert not isinstance(out, BaseException), out
+    finally:
+        await backend.close()

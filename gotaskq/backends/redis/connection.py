@@ -92,7 +92,17 @@ class WaitingCluster(_Waiting, RedisCluster):  # type: ignore[misc]
 
 
 class WaitingRedis(_Waiting, aioredis.Redis):  # type: ignore[misc]
-    pass
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Any:
+        """A pipeline takes a connection of its own: its execute waits for a slot too."""
+        pipe = super().pipeline(transaction, shard_hint)
+        run, slots = pipe.execute, self._slots
+
+        async def execute(raise_on_error: bool = True) -> Any:
+            async with slots:
+                return await run(raise_on_error)
+
+        pipe.execute = execute  # type: ignore[method-assign]
+        return pipe
 
 
 @dataclass
@@ -181,7 +191,7 @@ def _sentinel_client(s: Settings, limit: int) -> WaitingRedis:
         s.redis_sentinel_master,
         redis_class=WaitingRedis,
         connection_pool_class=CheckedSentinelPool,
-        max_connections=limit,
+        max_connections=limit + 1,  # one beyond the slots: the wake listener's subscription
         decode_responses=False,
     )
     client._slots = asyncio.Semaphore(limit)
@@ -278,7 +288,14 @@ async def send_all(client: Any, commands: Commands) -> list[Any]:
     lane: Lane | None = getattr(client, "gtq_lane", None)
     if lane is not None and lane.size:
         return await _send_on_lane(client.connection_pool, lane, commands)
-    pool = client.connection_pool
+    slots: asyncio.Semaphore | None = getattr(client, "_slots", None)
+    if slots is None:
+        return await _send_pooled(client.connection_pool, commands)
+    async with slots:  # a Sentinel pool raises when full: wait for a slot as execute_command does
+        return await _send_pooled(client.connection_pool, commands)
+
+
+async def _send_pooled(pool: Any, commands: Commands) -> list[Any]:
     conn = await pool.get_connection()
     try:
         await conn.send_packed_command(conn.pack_commands(commands.items))
