@@ -150,14 +150,20 @@ async def test_cluster_primary_kill_loses_no_acknowledged_job(redis_cluster: Red
     assert any(t > ended for t in starts[victim_queue]), "the killed primary's queue never resumed"
 
 
-async def test_sentinel_primary_kill_loses_no_acknowledged_job(redis_sentinel: RedisSentinelSet) -> None:
-    redis_sentinel.flushall()
-    env = redis_sentinel.env()
-    settings = replace(
+def _sentinel_settings(sentinels: RedisSentinelSet, **kw: Any) -> Settings:
+    """BASE on the test Sentinel set's primary (flushed first)."""
+    sentinels.flushall()
+    env = sentinels.env()
+    return replace(
         BASE,
         redis_sentinels=tuple(env["REDIS_SENTINELS"].split(",")),
         redis_sentinel_master=env["REDIS_SENTINEL_MASTER"],
+        **kw,
     )
+
+
+async def test_sentinel_primary_kill_loses_no_acknowledged_job(redis_sentinel: RedisSentinelSet) -> None:
+    settings = _sentinel_settings(redis_sentinel)
 
     def kill() -> None:
         old = redis_sentinel.current_primary()
@@ -174,15 +180,7 @@ async def test_sentinel_script_calls_wait_for_a_connection_like_every_other_call
 ) -> None:
     """A Sentinel pool raises 'Too many connections' when full (it does not wait): script calls
     (send_all) and pipelines must take one of the client's slots as every other call does."""
-    redis_sentinel.flushall()
-    env = redis_sentinel.env()
-    settings = replace(
-        BASE,
-        redis_sentinels=tuple(env["REDIS_SENTINELS"].split(",")),
-        redis_sentinel_master=env["REDIS_SENTINEL_MASTER"],
-        redis_max_connections=2,
-    )
-    backend = RedisBackend(settings)
+    backend = RedisBackend(_sentinel_settings(redis_sentinel, redis_max_connections=2))
     await backend.connect()
     try:
         queues = [f"q{i}" for i in range(8)]
