@@ -63,10 +63,17 @@ class _ReplacesClosed:
     worker's retry). A stream at EOF is reconnected here first."""
 
     async def ensure_connection(self, connection: Any) -> None:
-        reader = getattr(connection, "_reader", None)
-        if reader is not None and reader.at_eof():
-            await connection.disconnect()
+        await _reopen_if_closed(connection)
         await super().ensure_connection(connection)  # type: ignore[misc]
+
+
+async def _reopen_if_closed(connection: Any) -> None:
+    """Connect ``connection`` again if it never was, or if its stream is at EOF: the server
+    closed it while it sat idle (a restart, a CLIENT KILL). No I/O when it is open."""
+    reader = getattr(connection, "_reader", None)
+    if reader is None or reader.at_eof():
+        await connection.disconnect()
+        await connection.connect()
 
 
 class CheckedPool(_ReplacesClosed, aioredis.BlockingConnectionPool):
@@ -318,10 +325,8 @@ async def _send_on_lane(pool: Any, lane: Lane, commands: Commands) -> list[Any]:
     conn = lane.idle.pop() if lane.idle else await pool.get_connection()
     keep = False
     try:
-        if conn._reader is None or conn._reader.at_eof():  # closed while idle (a restart, a kill)
-            await conn.disconnect()
-            await conn.connect()
-        elif conn.health_check_interval and loop.time() > conn.next_health_check:
+        await _reopen_if_closed(conn)  # as the pool does (CheckedPool), without its other probes
+        if conn.health_check_interval and loop.time() > conn.next_health_check:
             await conn.check_health()  # a PING after a long idle, as redis-py's own send does
         packed = conn.pack_commands(commands.items)
         parser = conn._parser
