@@ -33,6 +33,9 @@ R = TypeVar("R")
 QUEUE_REFRESH_S = 1.0
 IDLE_POLL_S = 1.0
 COMPLETION_BATCH = 500  # completions in one call at most (the backend splits them by CHUNK)
+# Completion calls in flight per queue: while one call (and the claim riding on it) is on its
+# way, the jobs the other one claimed run. With one call, a busy worker and Redis took turns.
+FLUSHES_PER_QUEUE = 2
 RECOVERY_SLACK_S = 1.0
 IDLE_MARK_S = 0.25  # a queue idle this long leaves the active set (see _idle_long)
 MIN_SLEEP_S = 0.001  # a floor under every idle sleep: no spinning, whatever the clocks say
@@ -43,6 +46,12 @@ RECOVERY_PASSES = 100  # recover_expired calls per queue per pass at most (each 
 
 class UnknownJobType(GotaskqError):
     code = "unknown_job_type"
+
+
+@dataclass(slots=True)
+class _Flush:
+    batch: list[tuple[Claimed, Completion]]  # completions to write in one call
+    want: int  # jobs to claim on the way back, their slots reserved
 
 
 @dataclass(slots=True)
@@ -172,7 +181,9 @@ class Worker:
         self._queue_backoff: dict[str, tuple[int, float]] = {}  # queue -> (failures, retry at monotonic)
         self._executor = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="gotaskq-job")
         self._outbox: dict[str, list[tuple[Claimed, Completion]]] = {}  # completions to write, per queue
-        self._outbox_task: dict[str, asyncio.Task[None]] = {}
+        self._flushing: dict[str, int] = {}  # completion calls (flush tasks) per queue
+        self._flushes: set[asyncio.Task[None]] = set()
+        self._starting: set[str] = set()  # queues with a flush task that has not taken its batch yet
         self._deferred: set[asyncio.Task[None]] = set()  # outcomes being retried in the background
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._started_ms = now_ms()
@@ -579,43 +590,79 @@ class Worker:
         if box is None:
             box = self._outbox[q] = []
         box.append((claimed, Completion(claimed.job.id, claimed.token, bounded_result(result))))
-        task = self._outbox_task.get(q)
-        if task is None or task.done():
-            self._outbox_task[q] = asyncio.create_task(self._write_outcomes(q, box))
+        # A new call when none waits to take the box and fewer than FLUSHES_PER_QUEUE are out
+        if q not in self._starting and self._flushing.get(q, 0) < FLUSHES_PER_QUEUE:
+            self._starting.add(q)
+            self._start_flush(q, box, None)
         return False
 
-    async def _write_outcomes(self, queue: str, box: list[tuple[Claimed, Completion]]) -> None:
-        """One completion call at a time per queue; what arrives meanwhile goes in the next one."""
-        while box:
-            batch = box[:COMPLETION_BATCH]
-            del box[:COMPLETION_BATCH]
-            try:
-                oks = await self._complete_batch(queue, [item for _, item in batch])
-            except BackendUnavailable:  # retried in the background, each on its own
-                for claimed, item in batch:
-                    retry = functools.partial(self._complete_one, queue, item)
-                    self._later(claimed, retry, functools.partial(self._completed, claimed.job))
-                continue
-            except Exception as exc:  # (a shutdown's cancel passes: the held leases are released)
-                why = f"{type(exc).__name__}: {exc}"
-                for claimed, _ in batch:
-                    log.error("recording the outcome failed (%s)", why, extra=_extra(claimed.job))
+    def _start_flush(self, queue: str, box: list[tuple[Claimed, Completion]], first: _Flush | None) -> None:
+        self._flushing[queue] = self._flushing.get(queue, 0) + 1
+        task = asyncio.create_task(self._write_outcomes(queue, box, first))
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    def _take_flush(self, queue: str, box: list[tuple[Claimed, Completion]]) -> _Flush:
+        """The next completions to write, and how many jobs to claim on the way back (their
+        slots reserved now). Two calls when a second may start: half the completions each."""
+        self._starting.discard(queue)
+        batch = box[:COMPLETION_BATCH]
+        del box[:COMPLETION_BATCH]
+        if len(batch) > 1 and self._flushing[queue] < FLUSHES_PER_QUEUE:
+            rest = batch[len(batch) // 2 :]
+            del batch[len(batch) // 2 :]
+            flush = _Flush(batch, self._ride(queue, len(batch)))
+            self._start_flush(queue, box, _Flush(rest, self._ride(queue, len(rest))))
+            return flush
+        # With another call in flight, each call claims as many jobs as it completes: so the two
+        # stay apart instead of one claiming every free slot (and the worker waiting again).
+        cap = len(batch) if self._flushing[queue] > 1 else None
+        return _Flush(batch, self._ride(queue, cap))
+
+    def _ride(self, queue: str, cap: int | None) -> int:
+        want = self._rider(queue)
+        if cap is not None:
+            want = min(want, cap)
+        if want > 0:
+            self._reserve(queue, want)
+        return want
+
+    async def _write_outcomes(self, queue: str, box: list[tuple[Claimed, Completion]], first: _Flush | None) -> None:
+        """Completion calls of one queue, FLUSHES_PER_QUEUE at a time; what arrives meanwhile
+        goes in the next one."""
+        try:
+            while first is not None or box:
+                flush = first if first is not None else self._take_flush(queue, box)
+                first = None
+                batch = flush.batch
+                try:
+                    oks = await self._complete_batch(queue, [item for _, item in batch], flush.want)
+                except BackendUnavailable:  # retried in the background, each on its own
+                    for claimed, item in batch:
+                        retry = functools.partial(self._complete_one, queue, item)
+                        self._later(claimed, retry, functools.partial(self._completed, claimed.job))
+                    continue
+                except Exception as exc:  # (a shutdown's cancel passes: the held leases are released)
+                    why = f"{type(exc).__name__}: {exc}"
+                    for claimed, _ in batch:
+                        log.error("recording the outcome failed (%s)", why, extra=_extra(claimed.job))
+                        self._settle(claimed)
+                    continue
+                for (claimed, _), ok in zip(batch, oks, strict=True):
+                    self._completed(claimed.job, ok)
                     self._settle(claimed)
-                continue
-            for (claimed, _), ok in zip(batch, oks, strict=True):
-                self._completed(claimed.job, ok)
-                self._settle(claimed)
-            self._listed_done[queue] = time.monotonic() + self.settings.complete_job_ttl + 2 * RECOVERY_SLACK_S
+                self._listed_done[queue] = time.monotonic() + self.settings.complete_job_ttl + 2 * RECOVERY_SLACK_S
+        finally:
+            self._flushing[queue] -= 1
 
     async def _complete_one(self, queue: str, item: Completion) -> bool:
         return (await self.backend.complete(queue, [item]))[0]
 
-    async def _complete_batch(self, queue: str, items: list[Completion]) -> list[bool]:
-        # The next jobs come back with the outcomes: one round trip instead of two.
-        want = self._rider(queue)
+    async def _complete_batch(self, queue: str, items: list[Completion], want: int) -> list[bool]:
+        """Write completions; ``want`` jobs (slots already reserved) come back with them: one
+        round trip instead of two."""
         if want <= 0:
             return await self.backend.complete(queue, items)
-        self._reserve(queue, want)
         got = 0
         try:
             oks, batch = await self.backend.complete_and_claim(queue, items, want, self.lease_ms)

@@ -447,6 +447,49 @@ async def test_two_busy_queues_share_the_slots_within_ten_percent(pool: Pool) ->
     assert abs(sa - sb) / (sa + sb) <= 0.10, f"starts per queue {started}"
 
 
+async def test_a_busy_worker_runs_jobs_while_a_completion_call_is_on_its_way(
+    pool: Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With one completion call at a time, a worker of quick jobs and its store took turns: all
+    slots finished, one call wrote them and claimed the next, and the worker waited for it. Two
+    calls in flight, each claiming as many jobs as it completes, let the jobs one call claimed
+    run while the other is written."""
+    app = await pool.app(num_workers=20)
+    backend = app.backend
+    inner = backend.complete_and_claim
+    out = {"calls": 0, "peak": 0, "started_during_call": 0, "started": 0}
+    store = asyncio.Lock()  # a store serves one call at a time
+
+    async def slow_round_trip(
+        queue: str, done: Sequence[Completion], count: int, lease_ms: int
+    ) -> tuple[list[bool], Any]:
+        out["calls"] += 1
+        out["peak"] = max(out["peak"], out["calls"])
+        try:
+            async with store:
+                await asyncio.sleep(0.005)  # the store's time
+                return await inner(queue, done, count, lease_ms)
+        finally:
+            out["calls"] -= 1
+
+    monkeypatch.setattr(backend, "complete_and_claim", slow_round_trip)
+
+    @app.task("quick")
+    async def quick(job: Job) -> None:
+        out["started"] += 1
+        if out["calls"]:
+            out["started_during_call"] += 1
+
+    await app.pause("default")
+    await backend.enqueue_many([app.new_job("quick", None) for _ in range(600)])
+    await pool.start(app)
+    await app.resume("default")
+    await wait_until(lambda: out["started"] >= 600, what="600 jobs to start")
+    assert out["peak"] == 2, out
+    # most jobs start while a call is out (the first batch, claimed alone, does not)
+    assert out["started_during_call"] >= 0.8 * out["started"], out
+
+
 async def test_a_queue_created_while_running_is_picked_up(pool: Pool) -> None:
     app = await pool.app()
 
