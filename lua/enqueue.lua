@@ -29,6 +29,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local aging = tonumber(ARGV[3])
 local first, last = 8, #ARGV
 local PENDING, SCHEDULED = 'PENDING', 'SCHEDULED'  -- the state a new job starts in
+local SKIPLIST = string.rep('~', 65)  -- longer than zset-max-listpack-value: see below
 local HEAD = '^(%d+) (%d+) (%-?%d+) (%-?%d+) (%d+) (%d+)\n()'
 
 -- One record: id, delay, run_at, priority, idempotency key ('' = none), fingerprint, m, payload.
@@ -130,8 +131,14 @@ for i = first, last do
     end
   end
 end
-for i = 1, #now_ready, 2000 do
-  rcall('ZADD', ready, unpack(now_ready, i, math.min(i + 1999, #now_ready)))
+if #now_ready > 0 then
+  -- kept in the skiplist encoding, as claim.lua keeps the running set (see there): in the
+  -- listpack one each ZADD and ZPOPMIN of a job scans or moves a list of up to 128
+  rcall('ZADD', ready, 0, SKIPLIST)
+  for i = 1, #now_ready, 2000 do
+    rcall('ZADD', ready, unpack(now_ready, i, math.min(i + 1999, #now_ready)))
+  end
+  rcall('ZREM', ready, SKIPLIST)
 end
 for i = 1, #later, 2000 do
   rcall('ZADD', delayed, unpack(later, i, math.min(i + 1999, #later)))
