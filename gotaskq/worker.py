@@ -183,7 +183,7 @@ class Worker:
         self._outbox: dict[str, list[tuple[Claimed, Completion]]] = {}  # completions to write, per queue
         self._flushing: dict[str, int] = {}  # completion calls (flush tasks) per queue
         self._flushes: set[asyncio.Task[None]] = set()
-        self._starting: set[str] = set()  # queues with a flush task that has not taken its batch yet
+        self._starting: set[str] = set()  # queues with a flush task _complete made that has not run yet
         self._deferred: set[asyncio.Task[None]] = set()  # outcomes being retried in the background
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._started_ms = now_ms()
@@ -605,7 +605,6 @@ class Worker:
     def _take_flush(self, queue: str, box: list[tuple[Claimed, Completion]]) -> _Flush:
         """The next completions to write, and how many jobs to claim on the way back (their
         slots reserved now). Two calls when a second may start: half the completions each."""
-        self._starting.discard(queue)
         batch = box[:COMPLETION_BATCH]
         del box[:COMPLETION_BATCH]
         if len(batch) > 1 and self._flushing[queue] < FLUSHES_PER_QUEUE:
@@ -630,6 +629,8 @@ class Worker:
     async def _write_outcomes(self, queue: str, box: list[tuple[Claimed, Completion]], first: _Flush | None) -> None:
         """Completion calls of one queue, FLUSHES_PER_QUEUE at a time; what arrives meanwhile
         goes in the next one."""
+        if first is None:  # started by _complete: from now on another may start (the box may
+            self._starting.discard(queue)  # be empty already: a call that returned took it)
         try:
             while first is not None or box:
                 flush = first if first is not None else self._take_flush(queue, box)

@@ -490,6 +490,47 @@ async def test_a_busy_worker_runs_jobs_while_a_completion_call_is_on_its_way(
     assert out["started_during_call"] >= 0.8 * out["started"], out
 
 
+async def test_a_completion_call_that_found_its_work_taken_lets_the_next_one_start(
+    pool: Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A completion call started for a job whose outcome another call (returning just then)
+    took along finds nothing to write. It must still let the next completion start a call,
+    or that job would stay in flight, heartbeated, forever."""
+    app = await pool.app()
+    backend = app.backend
+    w = Worker(app, concurrency=4)
+    await app.pause("default")
+    await backend.enqueue_many([app.new_job("t", None) for _ in range(3)])
+    await app.resume("default")
+    first, second, third = (await backend.claim("default", 3, 30_000)).jobs
+    for c in (first, second, third):
+        w._inflight[(c.job.id, c.token)] = worker_module._InFlight(c)
+    gate = asyncio.get_running_loop().create_future()
+    written: list[str] = []
+    inner, inner_complete = backend.complete_and_claim, backend.complete
+
+    async def gated(queue: str, done: Sequence[Completion], count: int, lease_ms: int) -> tuple[list[bool], Any]:
+        await gate
+        written.extend(c.job_id for c in done)
+        return await inner(queue, done, count, lease_ms)
+
+    async def complete(queue: str, done: Sequence[Completion]) -> list[bool]:  # nothing to claim
+        written.extend(c.job_id for c in done)
+        return await inner_complete(queue, done)
+
+    monkeypatch.setattr(backend, "complete_and_claim", gated)
+    monkeypatch.setattr(backend, "complete", complete)
+    await w._complete(first, None)  # a call starts and waits at the gate
+    await asyncio.sleep(0.01)
+    gate.set_result(None)  # it returns: its task runs next, and takes the outcome queued now
+    await w._complete(second, None)  # starts a second call, which will find the box empty
+    await asyncio.sleep(0.01)
+    await w._complete(third, None)
+    await wait_until(lambda: third.job.id in written, timeout=2.0, what="the third outcome to be written")
+    assert set(written) == {first.job.id, second.job.id, third.job.id}
+    assert not w._inflight
+
+
 async def test_a_queue_created_while_running_is_picked_up(pool: Pool) -> None:
     app = await pool.app()
 
