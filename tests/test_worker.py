@@ -812,3 +812,52 @@ async def test_handlers_report_progress_while_running_and_after(pool: Pool) -> N
     assert finished.progress_info is not None and finished.progress_info["message"] == "a quarter"
     with pytest.raises(RuntimeError):
         await finished.progress(10)  # not from a running handler
+
+
+async def test_the_handoff_wakes_one_runner_at_a_time_and_strands_no_job() -> None:
+    """A runner whose handlers return at once runs the jobs behind its own without a wake-up
+    for each; a runner whose handler awaits has woken another for the jobs behind it."""
+    loop = asyncio.get_running_loop()
+    handoff = worker_module._Handoff()
+    taken: dict[str, list[int]] = {}
+    hold = asyncio.Event()
+
+    async def runner(name: str, awaits: bool) -> None:
+        while True:
+            item = await handoff.get(loop)
+            taken.setdefault(name, []).append(item)  # type: ignore[arg-type]
+            if awaits:
+                await hold.wait()
+
+    quick = [asyncio.create_task(runner(f"q{i}", False)) for i in range(3)]
+    await asyncio.sleep(0)
+    for i in range(10):
+        handoff.put(i)  # type: ignore[arg-type]
+    await wait_until(lambda: sum(map(len, taken.values())) == 10, timeout=2.0, what="10 jobs taken")
+    assert sorted(i for got in taken.values() for i in got) == list(range(10))
+    assert len(taken) == 1, f"one runner ran them all, one wake-up: {taken}"
+    await _cancel_all(quick)
+
+    taken.clear()
+    slow = [asyncio.create_task(runner(f"s{i}", True)) for i in range(3)]
+    await asyncio.sleep(0)
+    for i in range(3):
+        handoff.put(i)  # type: ignore[arg-type]
+    await wait_until(lambda: len(taken) == 3, timeout=2.0, what="each awaiting runner to take a job")
+    hold.set()
+    await _cancel_all(slow)
+
+    # a runner cancelled (a shutdown) after its wake-up, before it ran, passes the wake-up on
+    taken.clear()
+    pair = [asyncio.create_task(runner(f"c{i}", False)) for i in range(2)]
+    await asyncio.sleep(0)
+    handoff.put(7)  # type: ignore[arg-type]
+    pair[0].cancel()
+    await wait_until(lambda: taken == {"c1": [7]}, timeout=2.0, what=f"the other runner to take the job: {taken}")
+    await _cancel_all(pair)
+
+
+async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
