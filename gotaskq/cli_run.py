@@ -11,7 +11,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
@@ -114,8 +114,19 @@ def run_server(asgi: Any, app: Any, settings: Settings) -> None:
 
 
 def run_worker(app: Any, settings: Settings) -> None:
-    asyncio.run(_run_worker(app, settings))
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(_run_worker(app, settings))
     leave_job_threads(0)
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop, where it is installed (as uvicorn picks it for the API): the loop's
+    own work (scheduling each step of each job, timers, socket reads) is written in C there."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 def leave_job_threads(code: int) -> None:

@@ -259,3 +259,27 @@ def test_a_file_of_jobs_is_sent_around_its_refused_lines(tmp_path: Any) -> None:
     existed = [j["line"] for j in summary["jobs"] if not j["created"]]
     assert existed == [6, 32]
     assert server.calls < 20  # halving finds the refused lines without a call a line
+
+
+def test_the_worker_process_runs_on_uvloop_where_it_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`gotaskq worker` runs its event loop on uvloop (a dependency on CPython, as uvicorn uses
+    it for the API), and on asyncio's own loop where uvloop cannot be imported."""
+    import sys
+
+    import uvloop
+
+    from gotaskq import cli_run
+
+    seen: list[type] = []
+
+    async def fake_run_worker(app: Any, settings: Settings) -> None:
+        import asyncio
+
+        seen.append(type(asyncio.get_running_loop()))
+
+    monkeypatch.setattr(cli_run, "_run_worker", fake_run_worker)
+    cli_run.run_worker(None, Settings())
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import fails
+    cli_run.run_worker(None, Settings())
+    assert seen[0] is uvloop.Loop
+    assert not issubclass(seen[1], uvloop.Loop)
