@@ -65,8 +65,8 @@ class _Handoff:
     """Claimed jobs to the runners. A runner that takes a job while more wait first wakes one
     other runner, so a handler that awaits never holds up the jobs behind it; but one wake-up
     at a time, so a runner whose handlers return at once runs the jobs behind its own without a
-    wake-up for each. (A future per job, as asyncio.Queue has, and a task switch per job were
-    ~15 % of a no-op job in a py-spy profile of a draining worker.)"""
+    wake-up for each. (A future and a task switch per job, as before, cost ~3 us of a no-op
+    job's ~37 in bench_worker.)"""
 
     __slots__ = ("_items", "_waiters", "_waking")
 
