@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import time
 from collections import defaultdict
+from collections.abc import Awaitable
 from dataclasses import replace
 from typing import Any
 
@@ -19,7 +20,7 @@ import pytest
 from cluster_support import RedisClusterSet, RedisSentinelSet, queue_names_on_every_primary
 
 from gotaskq import App
-from gotaskq.backends.redis import RedisBackend
+from gotaskq.backends.redis import RedisBackend, connection
 from gotaskq.config import Settings
 from gotaskq.errors import GotaskqError
 from gotaskq.job import Job, NewJob
@@ -180,18 +181,56 @@ async def test_sentinel_script_calls_wait_for_a_connection_like_every_other_call
 ) -> None:
     """A Sentinel pool raises 'Too many connections' when full (it does not wait): script calls
     (send_all) and pipelines must take one of the client's slots as every other call does."""
-    backend = RedisBackend(_sentinel_settings(redis_sentinel, redis_max_connections=2))
+    await _calls_side_by_side_on_two_connections(_sentinel_settings(redis_sentinel, redis_max_connections=2))
+
+
+async def test_cluster_pipelines_and_acked_writes_wait_for_a_connection(redis_cluster: RedisClusterSet) -> None:
+    """A Cluster node's pool raises 'Too many connections' when full too: pipelines (a queue's
+    stats, multi-queue reads) and the script + WAIT of an acknowledged write, sent on a node's
+    connection directly, must wait for one of the client's slots as every other call does."""
+    settings = replace(BASE, redis_url=redis_cluster.url, redis_cluster="true", redis_max_connections=2)
+    await _calls_side_by_side_on_two_connections(settings, "s")
+
+
+async def _calls_side_by_side_on_two_connections(settings: Settings, prefix: str = "q") -> None:
+    backend = RedisBackend(settings)
     await backend.connect()
     try:
-        queues = [f"q{i}" for i in range(8)]
+        queues = [f"{prefix}{i}" for i in range(8)]
         for q in queues:
             await backend.create_queue(q)
         first = [await backend.enqueue(NewJob.build("t", {}, queue=q)) for q in queues]
         for _ in range(3):  # script calls (one Batcher per queue) next to plain reads
-            calls = [backend.enqueue(NewJob.build("t", {}, queue=q)) for q in queues]
+            calls: list[Awaitable[Any]] = [backend.enqueue(NewJob.build("t", {}, queue=q)) for q in queues]
             calls += [backend.get_job(e.job.id) for e in first]
             calls += [backend.queue_stats(q, 5) for q in queues]  # a pipeline each
+            calls += [backend.queue_infos(queues)]  # a pipeline across nodes
             for out in await asyncio.gather(*calls, return_exceptions=True):
-                assert not isinstance(out, BaseException), out
+                assert not isinstance(out, BaseException), repr(out.__cause__ or out)
     finally:
         await backend.close()
+
+
+async def test_a_call_made_while_holding_a_slot_does_not_wait_for_another() -> None:
+    """A Cluster pipeline sends a redirected command (MOVED, ASK) through the client's own
+    execute_command: holding the pipeline's slot, it must not wait for a second one (with every
+    slot held so, each would wait forever). Another task still waits for a free slot."""
+    slots = asyncio.Semaphore(1)
+    order: list[str] = []
+
+    async def other() -> None:
+        async with connection._slot(slots):
+            order.append("other")
+
+    async def nested() -> None:
+        async with connection._slot(slots):
+            order.append("nested")
+
+    async with connection._slot(slots):
+        waiting = asyncio.create_task(other())  # inherits the holder variable: must still wait
+        async with asyncio.timeout(1.0):  # (wait_for would run it in a task of its own)
+            await nested()  # same task: no second slot taken
+        await asyncio.sleep(0.01)
+        assert not waiting.done() and order == ["nested"]
+    await asyncio.wait_for(waiting, 1.0)
+    assert order == ["nested", "other"]

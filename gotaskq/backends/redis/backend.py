@@ -63,6 +63,7 @@ from .connection import (
     guard,
     make_topology,
     send_all,
+    slot_of,
     startup_checks,
 )
 from .lookup import ActiveQueues, Backlog, JobIndex
@@ -306,7 +307,8 @@ class RedisBackend:
                 PipelineCommand(1, "WAIT", n, self._ack_ms),
             ]
             try:
-                await node.execute_pipeline(cmds)
+                async with slot_of(client):  # the node's pool raises when full: wait as other calls do
+                    await node.execute_pipeline(cmds)
             except (rexc.ConnectionError, rexc.TimeoutError, OSError):
                 await self._relearn_slots(client)  # the primary may be gone: learn the new one
                 raise

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,14 +85,56 @@ class CheckedSentinelPool(_ReplacesClosed, SentinelConnectionPool):
     pass
 
 
+# The task holding one of a client's slots: a call it makes inside (a Cluster pipeline sends a
+# redirected command through the client's own execute_command) uses that slot instead of
+# waiting for another, which could wait forever once every slot is held so. A task, not a flag:
+# a task created meanwhile inherits the variable, and must still wait for a slot of its own.
+_HOLDER: ContextVar[asyncio.Task[Any] | None] = ContextVar("gotaskq_slot_holder", default=None)
+
+
+@contextlib.asynccontextmanager
+async def _slot(slots: asyncio.Semaphore) -> AsyncIterator[None]:
+    task = asyncio.current_task()
+    if task is not None and _HOLDER.get() is task:
+        yield
+        return
+    async with slots:
+        token = _HOLDER.set(task)
+        try:
+            yield
+        finally:
+            _HOLDER.reset(token)
+
+
+def slot_of(client: Any) -> contextlib.AbstractAsyncContextManager[None]:
+    """One of ``client``'s slots (a Cluster or Sentinel client), for a call made on its
+    connections directly rather than through ``execute_command`` or a pipeline."""
+    slots: asyncio.Semaphore | None = getattr(client, "_slots", None)
+    return contextlib.nullcontext() if slots is None else _slot(slots)
+
+
 class _Waiting:
-    """Calls wait for one of ``limit`` slots: redis-py's Cluster and Sentinel pools raise when full."""
+    """Calls and pipelines wait for one of ``limit`` slots: redis-py's Cluster and Sentinel
+    pools raise "Too many connections" when full instead of waiting."""
 
     _slots: asyncio.Semaphore
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
-        async with self._slots:
+        async with _slot(self._slots):
             return await super().execute_command(*args, **options)  # type: ignore[misc]
+
+    def pipeline(self, *args: Any, **kwargs: Any) -> Any:
+        """A pipeline takes connections of its own (on a Cluster one per node it reaches, each
+        node's limit being the client's): its execute waits for a slot too."""
+        pipe = super().pipeline(*args, **kwargs)  # type: ignore[misc]
+        run, slots = pipe.execute, self._slots
+
+        async def execute(*a: Any, **kw: Any) -> Any:
+            async with _slot(slots):
+                return await run(*a, **kw)
+
+        pipe.execute = execute
+        return pipe
 
 
 class WaitingCluster(_Waiting, RedisCluster):  # type: ignore[misc]
@@ -99,17 +142,7 @@ class WaitingCluster(_Waiting, RedisCluster):  # type: ignore[misc]
 
 
 class WaitingRedis(_Waiting, aioredis.Redis):  # type: ignore[misc]
-    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Any:
-        """A pipeline takes a connection of its own: its execute waits for a slot too."""
-        pipe = super().pipeline(transaction, shard_hint)
-        run, slots = pipe.execute, self._slots
-
-        async def execute(raise_on_error: bool = True) -> Any:
-            async with slots:
-                return await run(raise_on_error)
-
-        pipe.execute = execute  # type: ignore[method-assign]
-        return pipe
+    pass
 
 
 @dataclass
@@ -298,7 +331,7 @@ async def send_all(client: Any, commands: Commands) -> list[Any]:
     slots: asyncio.Semaphore | None = getattr(client, "_slots", None)
     if slots is None:
         return await _send_pooled(client.connection_pool, commands)
-    async with slots:  # a Sentinel pool raises when full: wait for a slot as execute_command does
+    async with _slot(slots):  # a Sentinel pool raises when full: wait for a slot as execute_command does
         return await _send_pooled(client.connection_pool, commands)
 
 
