@@ -17,6 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+import redis
 from cluster_support import RedisClusterSet, RedisSentinelSet, queue_names_on_every_primary
 
 from gotaskq import App
@@ -190,6 +191,31 @@ async def test_cluster_pipelines_and_acked_writes_wait_for_a_connection(redis_cl
     connection directly, must wait for one of the client's slots as every other call does."""
     settings = replace(BASE, redis_url=redis_cluster.url, redis_cluster="true", redis_max_connections=2)
     await _calls_side_by_side_on_two_connections(settings, "s")
+
+
+async def test_cluster_connections_killed_while_idle_are_replaced_not_failed(redis_cluster: RedisClusterSet) -> None:
+    """A Cluster node hands out its idle connections without a probe: after a node restart or
+    a CLIENT KILL, a call on one the server closed must connect again, not answer 503."""
+    settings = replace(BASE, redis_url=redis_cluster.url, redis_cluster="true", redis_min_replicas_ack=0)
+    backend = RedisBackend(settings)
+    await backend.connect()
+    try:
+        queues = queue_names_on_every_primary(redis_cluster, 2)
+        for q in queues:
+            await backend.create_queue(q)
+        first = [await backend.enqueue(NewJob.build("t", {}, queue=q)) for q in queues]
+        for e in first:
+            assert await backend.get_job(e.job.id) is not None  # connections to each primary, idle now
+        killed = sum(
+            redis.Redis(port=port).client_kill_filter(_type="normal", skipme=True) for port in redis_cluster.nodes
+        )
+        assert killed >= 3, "connections on every primary were closed"
+        await asyncio.sleep(0.1)  # the loop sees the EOFs
+        for q, e in zip(queues, first, strict=True):
+            assert (await backend.enqueue(NewJob.build("t", {}, queue=q))).job.queue == q
+            assert await backend.get_job(e.job.id) is not None
+    finally:
+        await backend.close()
 
 
 async def _calls_side_by_side_on_two_connections(settings: Settings, prefix: str = "q") -> None:

@@ -77,6 +77,29 @@ async def _reopen_if_closed(connection: Any) -> None:
         await connection.connect()
 
 
+class _ReconnectsAtEof:
+    """The same hole on a Cluster: a node hands out its idle connections without a probe, so
+    after a node restart or a CLIENT KILL a call failed with "Connection closed by server" (a
+    503). A node asks ``should_reconnect`` before each use and disconnects (the send then
+    connects again) when it answers True: it does at EOF."""
+
+    def should_reconnect(self) -> bool:
+        reader = getattr(self, "_reader", None)
+        return (reader is not None and reader.at_eof()) or bool(super().should_reconnect())  # type: ignore[misc]
+
+
+_reconnecting: dict[type, type] = {}
+
+
+def _reconnects_at_eof(connection_class: type) -> type:
+    made = _reconnecting.get(connection_class)
+    if made is None:
+        made = _reconnecting[connection_class] = type(
+            f"Checked{connection_class.__name__}", (_ReconnectsAtEof, connection_class), {}
+        )
+    return made
+
+
 class CheckedPool(_ReplacesClosed, aioredis.BlockingConnectionPool):
     pass
 
@@ -200,6 +223,11 @@ def _cluster_client(url: str, limit: int) -> WaitingCluster:
         health_check_interval=15,
     )
     client._slots = asyncio.Semaphore(limit)
+    # Every node, the first ones and those learned later, is made from these (TCP or TLS)
+    kw = client.nodes_manager.connection_kwargs
+    kw["connection_class"] = _reconnects_at_eof(kw.get("connection_class", aioredis.Connection))
+    for node in client.nodes_manager.startup_nodes.values():
+        node.connection_class = _reconnects_at_eof(node.connection_class)
     return client
 
 
