@@ -7,9 +7,15 @@ App.submit, the path of a single POST /jobs), claim (calls of 100, as a busy wor
 (calls of ``--complete-batch``). For each phase: redis-server CPU time (utime+stime from
 /proc) per job, and where it went (INFO commandstats: usec per job of each command, the commands
 a script calls counted under their own names). "processed" = enqueue + claim + complete.
+
+"flow" is a steady flow instead of phases: with ``--backlog`` jobs waiting, each step enqueues
+``--flow-batch`` jobs, claims as many and completes the batch claimed two steps before (so about
+two batches run), as a worker that keeps up does. Small sets there (waiting, running) are
+where their encoding shows: Redis keeps a sorted set of up to 128 members as a listpack.
 Starts its own redis-server on a free loopback port and stops it by pid.
 
     .venv/bin/python scripts/bench_redis_cost.py [--n 20000] [--runs 3] [--callers 50]
+                                                 [--backlog 100] [--flow-batch 25]
 """
 
 from __future__ import annotations
@@ -92,6 +98,28 @@ async def one_run(url: str, raw: redis.Redis, pid: int, args: argparse.Namespace
             done = [Completion(jid, tok, b"null") for jid, tok in leases[i : i + k]]
             await backend.complete("default", done)
 
+    async def flow() -> None:
+        b = args.flow_batch
+        running: list[list[Completion]] = []
+        for _ in range(0, n, b):
+            await backend.enqueue_many([NewJob.build("noop", PAYLOAD) for _ in range(b)])
+            batch = await backend.claim("default", b, 60_000)
+            running.append([Completion(c.job.id, c.token, b"null") for c in batch.jobs])
+            if len(running) > 2:
+                await backend.complete("default", running.pop(0))
+        for done in running:
+            await backend.complete("default", done)
+
+    await backend.enqueue_many([NewJob.build("noop", PAYLOAD) for _ in range(args.backlog)])
+    steady = await measure(raw, pid, n, flow)
+    out["flow"] = {"processed_cpu_us_per_job": steady["cpu_us_per_job"], "phases": {"flow": steady}}
+    raw.flushall()
+    await app.close()
+    app = App(settings, builtins=False)
+    await app.start()
+    backend = app.backend
+    assert isinstance(backend, RedisBackend)
+
     for path, enqueue in (("bulk", bulk), ("single", single)):
         leases.clear()
         phases = {"enqueue": await measure(raw, pid, n, enqueue)}
@@ -110,6 +138,8 @@ async def main() -> None:
     ap.add_argument("--runs", type=int, default=3, help="runs (default 3)")
     ap.add_argument("--callers", type=int, default=50, help="concurrent single enqueues (default 50)")
     ap.add_argument("--complete-batch", type=int, default=50, help="completions per call (default 50)")
+    ap.add_argument("--backlog", type=int, default=100, help="jobs waiting during the flow (default 100)")
+    ap.add_argument("--flow-batch", type=int, default=25, help="jobs per step of the flow (default 25)")
     args = ap.parse_args()
     with redis_server() as url:
         raw = redis.Redis.from_url(url)
@@ -121,11 +151,14 @@ async def main() -> None:
         out[f"{path}_processed_cpu_us_per_job"] = spread([r[path]["processed_cpu_us_per_job"] for r in runs])
         for phase in ("enqueue", "claim", "complete"):
             out[f"{path}_{phase}_cpu_us_per_job"] = spread([r[path]["phases"][phase]["cpu_us_per_job"] for r in runs])
+    out["flow_processed_cpu_us_per_job"] = spread([r["flow"]["processed_cpu_us_per_job"] for r in runs])
+    out["flow"] = {"backlog": args.backlog, "batch": args.flow_batch}
     out["last_run_commands"] = {
         f"{path}_{phase}": runs[-1][path]["phases"][phase]["commands"]
         for path in ("bulk", "single")
         for phase in ("enqueue", "claim", "complete")
     }
+    out["last_run_commands"]["flow"] = runs[-1]["flow"]["phases"]["flow"]["commands"]
     print(json.dumps(out))
 
 

@@ -131,3 +131,6 @@ def test_bench_worker_and_bench_redis_cost_report_cpu_per_job() -> None:
     for path in ("bulk", "single"):
         assert cost[f"{path}_processed_cpu_us_per_job"]["median"] >= 0
         assert set(cost["last_run_commands"][f"{path}_claim"]) >= {"evalsha"}
+    assert cost["flow"] == {"backlog": 100, "batch": 25} and cost["flow_processed_cpu_us_per_job"]["median"] >= 0
+    # every step enqueues, claims and completes: one HSET a job each
+    assert set(cost["last_run_commands"]["flow"]) >= {"evalsha", "hset", "zadd"}
