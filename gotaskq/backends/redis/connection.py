@@ -27,7 +27,7 @@ from redis.backoff import NoBackoff
 
 from ...config import Settings
 from ...errors import BackendUnavailable
-from .packing import with_hiredis_packing
+from .packing import mixed_in, with_hiredis_packing
 
 log = logging.getLogger("gotaskq.redis")
 POOL_WAIT_S = 10.0  # how long a call waits for a free connection before it answers 503
@@ -68,11 +68,16 @@ class _ReplacesClosed:
         await super().ensure_connection(connection)  # type: ignore[misc]
 
 
-async def _reopen_if_closed(connection: Any) -> None:
-    """Connect ``connection`` again if it never was, or if its stream is at EOF: the server
-    closed it while it sat idle (a restart, a CLIENT KILL). No I/O when it is open."""
+def _closed_by_server(connection: Any) -> bool:
+    """Its stream is at EOF: the server closed it while it sat idle (a restart, a CLIENT KILL)."""
     reader = getattr(connection, "_reader", None)
-    if reader is None or reader.at_eof():
+    return reader is not None and bool(reader.at_eof())
+
+
+async def _reopen_if_closed(connection: Any) -> None:
+    """Connect ``connection`` again if it never was, or if the server closed it. No I/O when
+    it is open."""
+    if getattr(connection, "_reader", None) is None or _closed_by_server(connection):
         await connection.disconnect()
         await connection.connect()
 
@@ -84,20 +89,7 @@ class _ReconnectsAtEof:
     connects again) when it answers True: it does at EOF."""
 
     def should_reconnect(self) -> bool:
-        reader = getattr(self, "_reader", None)
-        return (reader is not None and reader.at_eof()) or bool(super().should_reconnect())  # type: ignore[misc]
-
-
-_reconnecting: dict[type, type] = {}
-
-
-def _reconnects_at_eof(connection_class: type) -> type:
-    made = _reconnecting.get(connection_class)
-    if made is None:
-        made = _reconnecting[connection_class] = type(
-            f"Checked{connection_class.__name__}", (_ReconnectsAtEof, connection_class), {}
-        )
-    return made
+        return _closed_by_server(self) or bool(super().should_reconnect())  # type: ignore[misc]
 
 
 class CheckedPool(_ReplacesClosed, aioredis.BlockingConnectionPool):
@@ -225,9 +217,9 @@ def _cluster_client(url: str, limit: int) -> WaitingCluster:
     client._slots = asyncio.Semaphore(limit)
     # Every node, the first ones and those learned later, is made from these (TCP or TLS)
     kw = client.nodes_manager.connection_kwargs
-    kw["connection_class"] = _reconnects_at_eof(kw.get("connection_class", aioredis.Connection))
+    kw["connection_class"] = mixed_in(_ReconnectsAtEof, kw.get("connection_class", aioredis.Connection))
     for node in client.nodes_manager.startup_nodes.values():
-        node.connection_class = _reconnects_at_eof(node.connection_class)
+        node.connection_class = mixed_in(_ReconnectsAtEof, node.connection_class)
     return client
 
 
@@ -356,10 +348,7 @@ async def send_all(client: Any, commands: Commands) -> list[Any]:
     lane: Lane | None = getattr(client, "gtq_lane", None)
     if lane is not None and lane.size:
         return await _send_on_lane(client.connection_pool, lane, commands)
-    slots: asyncio.Semaphore | None = getattr(client, "_slots", None)
-    if slots is None:
-        return await _send_pooled(client.connection_pool, commands)
-    async with _slot(slots):  # a Sentinel pool raises when full: wait for a slot as execute_command does
+    async with slot_of(client):  # a Sentinel pool raises when full: wait for a slot as execute_command does
         return await _send_pooled(client.connection_pool, commands)
 
 

@@ -28,14 +28,20 @@ class HiredisPacking(AbstractConnection):
             return super().pack_command(*args)
 
 
-_made: dict[type[AbstractConnection], type[AbstractConnection]] = {}
+_made: dict[tuple[type, type], type] = {}
+
+
+def mixed_in(mixin: type, connection_class: type) -> type:
+    """``connection_class`` (TCP, TLS or Unix socket) with ``mixin`` first; one class each, so
+    every connection of a pool shares it."""
+    made = _made.get((mixin, connection_class))
+    if made is None:
+        name = f"{mixin.__name__.lstrip('_')}{connection_class.__name__}"
+        made = _made[(mixin, connection_class)] = type(name, (mixin, connection_class), {})
+    return made
 
 
 def with_hiredis_packing(connection_class: type[AbstractConnection]) -> type[AbstractConnection]:
-    """``connection_class`` (TCP, TLS or Unix socket), packing with hiredis; one class each."""
-    made = _made.get(connection_class)
-    if made is None:
-        made = _made[connection_class] = type(
-            f"Hiredis{connection_class.__name__}", (HiredisPacking, connection_class), {}
-        )
+    """``connection_class``, packing with hiredis."""
+    made: type[AbstractConnection] = mixed_in(HiredisPacking, connection_class)
     return made
