@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import redis
 from cluster_support import RedisClusterSet, RedisSentinelSet, queue_names_on_every_primary
+from redis.asyncio.cluster import NodesManager
 
 from gotaskq import App
 from gotaskq.backends.redis import RedisBackend, connection
@@ -260,3 +261,40 @@ async def test_a_call_made_while_holding_a_slot_does_not_wait_for_another() -> N
         assert not waiting.done() and order == ["nested"]
     await asyncio.wait_for(waiting, 1.0)
     assert order == ["nested", "other"]
+
+
+async def test_cluster_slot_refreshes_after_node_errors_are_spaced_out(
+    redis_cluster: RedisClusterSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """redis-py learns the whole slot table again before the next call after any node's
+    connection error, every other call waiting: with a primary down, each failed call to its
+    queues refreshed again, back to back, stalling the healthy primaries' queues. A refresh
+    after an error runs at most once per REFRESH_GAP_S; the calls meanwhile go on."""
+    client = connection._cluster_client(redis_cluster.url, 4)
+    try:
+        await client.initialize()
+        nodes = client.nodes_manager
+        refreshes = 0
+        learn = NodesManager.initialize
+
+        async def counted(self: NodesManager, *args: Any, **kwargs: Any) -> None:
+            nonlocal refreshes
+            refreshes += 1
+            await learn(self, *args, **kwargs)
+
+        monkeypatch.setattr(NodesManager, "initialize", counted)
+        began = time.monotonic()
+        for i in range(20):
+            client._initialize = True  # what redis-py sets after a node's connection error
+            assert await client.set(f"k{i}", i)  # calls go on with the table they have
+        calls_s = time.monotonic() - began
+        assert refreshes <= 1 + calls_s / client.REFRESH_GAP_S, f"{refreshes} refreshes in {calls_s:.3f}s"
+        await asyncio.sleep(client.REFRESH_GAP_S)
+        before = refreshes
+        client._initialize = True
+        assert await client.get("k0") == b"0"
+        assert refreshes == before + 1, "the first call after the gap learns the table again"
+        assert not client._initialize
+        assert client.commands_parser.node is nodes.default_node
+    finally:
+        await client.aclose()
