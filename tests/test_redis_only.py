@@ -19,7 +19,7 @@ from redis.crc import key_slot
 from gotaskq import keys
 from gotaskq.app import App
 from gotaskq.backends.base import Completion
-from gotaskq.backends.redis import RedisBackend
+from gotaskq.backends.redis import RedisBackend, wake
 from gotaskq.backends.redis.connection import Commands, send_all
 from gotaskq.backends.redis.scripts import NAMES, lua_source
 from gotaskq.errors import BackendUnavailable
@@ -180,6 +180,30 @@ async def test_an_enqueue_while_the_wake_channel_subscribes_is_not_lost(
     go.set()
     await waiting
     assert time.monotonic() - t0 < 0.5, "the waiter slept through an enqueue made while it subscribed"
+
+
+async def test_an_idle_wake_subscription_pings_and_still_hears_notices(
+    make_redis: Callable[..., Any], raw: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wake reader blocks without a timeout (a cheaper read per notice): a PING every
+    PING_S writes something while idle, so a connection that died silently errors out and is
+    subscribed again. The pongs are skipped; notices after them still wake the waiter."""
+    monkeypatch.setattr(wake, "PING_S", 0.05)
+    consumer: RedisBackend = await make_redis()
+    producer: RedisBackend = await make_redis()
+    await consumer.wait_for_work(5.0)  # subscribes (the subscription itself wakes it once)
+    pings = raw.info("commandstats").get("cmdstat_ping", {}).get("calls", 0)
+    await asyncio.sleep(0.4)  # an idle subscription: the pinger runs
+    idle_pings = raw.info("commandstats").get("cmdstat_ping", {}).get("calls", 0) - pings
+    assert idle_pings >= 3, f"{idle_pings} PINGs in 0.4 s of an idle subscription"
+    for _ in range(3):
+        await consumer.wait_for_work(0.06)  # takes any wake-up already there, and waits past a pong
+        t0 = time.monotonic()
+        waiting = asyncio.create_task(consumer.wait_for_work(5.0))
+        await asyncio.sleep(0.1)
+        await producer.enqueue(spec())
+        await waiting
+        assert 0.1 <= time.monotonic() - t0 < 1.0, "a notice after the pongs did not wake the waiter"
 
 
 # -- key layout -----------------------------------------------------------------------------
