@@ -10,6 +10,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
+from redis._parsers.hiredis import _AsyncHiredisParser
+from redis.asyncio.connection import AbstractConnection
 
 from ... import keys
 from ...errors import GotaskqError
@@ -19,27 +21,46 @@ log = logging.getLogger("gotaskq.redis")
 
 
 PING_S = 15.0  # while no notice comes, a PING this often on the subscription's connection
-NOTICES = ("message", "smessage")  # as redis-py names them; subscribe confirmations and pongs are skipped
+NOTICES = (b"message", b"smessage")
 
 
 async def read_notices(pubsub: Any, on_queue: Callable[[str], None]) -> None:
     """Hand each notice's queue to ``on_queue`` until the connection fails (the error is raised).
 
-    Reads block without a timeout: redis-py's get_message(timeout) arms one per notice, which
-    made a notice cost ~40 us of the worker's CPU against ~18 (a microbenchmark; at 10k jobs/s
-    the wake-ups were 11 % of a worker's profile). A PING every PING_S keeps what the timeout
-    gave: something written while idle, so a connection that died without a word (a host gone,
-    a dropped route) ends in an error the kernel reports, and the caller subscribes again."""
+    Replies are read straight from the connection's hiredis parser, blocking: redis-py's
+    get_message(timeout) wraps each read in a timeout, a retry policy, a health check and a
+    message dict, and was ~40 us of the worker's CPU per notice (a microbenchmark; at 10k
+    jobs/s the wake-ups were 11 % of a worker's profile). A PING every PING_S keeps what the
+    timeout gave: something written while idle, so a connection that died without a word (a
+    host gone, a dropped route) ends in an error the kernel reports, and the caller subscribes
+    again. Subscribe confirmations and pongs are skipped."""
+    conn = pubsub.connection
+    parser: Any = getattr(conn, "_parser", None)
+    # Only where the connection reads through its parser (fakeredis's, say, reads otherwise)
+    if not isinstance(parser, _AsyncHiredisParser) or type(conn).read_response is not AbstractConnection.read_response:
+        parser = _PubSubReplies(pubsub)  # redis-py's own reads
     pinger = asyncio.create_task(_ping_every(pubsub, PING_S))
     try:
         while True:
-            msg = await pubsub.handle_message(await pubsub.parse_response(block=True))
-            if msg is not None and msg["type"] in NOTICES:
-                on_queue(text(msg["data"]))
+            reply = await parser.read_response(push_request=True)
+            if isinstance(reply, list) and reply[0] in NOTICES:
+                on_queue(text(reply[2]))
+            elif isinstance(reply, Exception):
+                raise reply
     finally:
         pinger.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await pinger
+
+
+class _PubSubReplies:
+    """The raw replies of a subscription through redis-py's PubSub (any parser)."""
+
+    def __init__(self, pubsub: Any) -> None:
+        self._pubsub = pubsub
+
+    async def read_response(self, push_request: bool = True) -> Any:
+        return await self._pubsub.parse_response(block=True)
 
 
 async def _ping_every(pubsub: Any, seconds: float) -> None:
