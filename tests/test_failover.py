@@ -296,5 +296,11 @@ async def test_cluster_slot_refreshes_after_node_errors_are_spaced_out(
         assert refreshes == before + 1, "the first call after the gap learns the table again"
         assert not client._initialize
         assert client.commands_parser.node is nodes.default_node
+        client._initialize = True  # within the gap again: this refresh is held back
+        assert await client.get("k0") == b"0"
+        assert client._initialize and refreshes == before + 1
+        await client.aclose()  # still closes the connections those calls hold
+        open_ = [c for n in nodes.nodes_cache.values() for c in n._connections if c.is_connected]
+        assert open_ == [], f"{len(open_)} connections left open by aclose"
     finally:
         await client.aclose()

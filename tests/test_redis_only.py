@@ -201,9 +201,41 @@ async def test_an_idle_wake_subscription_pings_and_still_hears_notices(
         t0 = time.monotonic()
         waiting = asyncio.create_task(consumer.wait_for_work(5.0))
         await asyncio.sleep(0.1)
+        assert not waiting.done(), "a pong woke the waiter"
         await producer.enqueue(spec())
         await waiting
-        assert 0.1 <= time.monotonic() - t0 < 1.0, "a notice after the pongs did not wake the waiter"
+        assert time.monotonic() - t0 < 1.0, "a notice after the pongs did not wake the waiter"
+
+
+async def test_a_wake_subscription_that_answers_nothing_is_replaced(
+    make_redis: Callable[..., Any], raw: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection that died without a word never errors on a blocking read: when a PING
+    gets nothing back by the next one, the reader closes it and the listener subscribes again
+    (CLIENT PAUSE makes the server answer nothing for a while)."""
+    monkeypatch.setattr(wake, "PING_S", 0.05)
+    consumer: RedisBackend = await make_redis()
+    producer: RedisBackend = await make_redis()
+    await consumer.wait_for_work(5.0)  # subscribed
+
+    def subscribes() -> int:
+        return int(raw.info("commandstats").get("cmdstat_subscribe", {}).get("calls", 0))
+
+    before = subscribes()
+    raw.execute_command("CLIENT", "PAUSE", 400, "ALL")
+    await asyncio.sleep(0.5)  # (raw would block during the pause)
+
+    async def subscribed_again() -> bool:
+        return subscribes() > before
+
+    await until(subscribed_again, 5.0, "a new subscription after the silent one")
+    await consumer.wait_for_work(0.06)  # takes the wake-up the new subscription gives
+    waiting = asyncio.create_task(consumer.wait_for_work(5.0))
+    await asyncio.sleep(0.1)
+    t0 = time.monotonic()
+    await producer.enqueue(spec())
+    await waiting
+    assert time.monotonic() - t0 < 1.0, "the new subscription hears notices"
 
 
 # -- key layout -----------------------------------------------------------------------------

@@ -197,6 +197,13 @@ class WaitingCluster(_Waiting, RedisCluster):  # type: ignore[misc]
                 self._initialize = False
         return self
 
+    async def aclose(self) -> None:
+        """redis-py closes only a client whose flag says it is set up: with a refresh held
+        back the flag is still up, yet calls made meanwhile hold connections. Close them."""
+        if self._initialize and self._refreshed_at is not None and self.nodes_manager.default_node is not None:
+            self._initialize = False
+        await super().aclose()
+
 
 class WaitingRedis(_Waiting, aioredis.Redis):  # type: ignore[misc]
     pass

@@ -30,19 +30,23 @@ async def read_notices(pubsub: Any, on_queue: Callable[[str], None]) -> None:
     Replies are read straight from the connection's hiredis parser, blocking: redis-py's
     get_message(timeout) wraps each read in a timeout, a retry policy, a health check and a
     message dict, and was ~40 us of the worker's CPU per notice (a microbenchmark; at 10k
-    jobs/s the wake-ups were 11 % of a worker's profile). A PING every PING_S keeps what the
-    timeout gave: something written while idle, so a connection that died without a word (a
-    host gone, a dropped route) ends in an error the kernel reports, and the caller subscribes
-    again. Subscribe confirmations and pongs are skipped."""
+    jobs/s the wake-ups were 11 % of a worker's profile). A PING every PING_S keeps the
+    connection checked: when nothing at all came back (not even its pong) by the next one, the
+    connection is closed, which ends the read in an error, and the caller subscribes again. So a
+    connection that died without a word (a host gone, a dropped route) is replaced within two
+    PING_S. Subscribe confirmations and pongs are skipped."""
     conn = pubsub.connection
     parser: Any = getattr(conn, "_parser", None)
     # Only where the connection reads through its parser (fakeredis's, say, reads otherwise)
     if not isinstance(parser, _AsyncHiredisParser) or type(conn).read_response is not AbstractConnection.read_response:
         parser = _PubSubReplies(pubsub)  # redis-py's own reads
-    pinger = asyncio.create_task(_ping_every(pubsub, PING_S))
+    loop = asyncio.get_running_loop()
+    heard = [loop.time()]  # when the last reply of any kind came
+    pinger = asyncio.create_task(_ping_every(pubsub, PING_S, heard))
     try:
         while True:
             reply = await parser.read_response(push_request=True)
+            heard[0] = loop.time()
             if isinstance(reply, list) and reply[0] in NOTICES:
                 on_queue(text(reply[2]))
             elif isinstance(reply, Exception):
@@ -63,9 +67,16 @@ class _PubSubReplies:
         return await self._pubsub.parse_response(block=True)
 
 
-async def _ping_every(pubsub: Any, seconds: float) -> None:
+async def _ping_every(pubsub: Any, seconds: float, heard: list[float]) -> None:
+    loop = asyncio.get_running_loop()
+    pinged_at: float | None = None
     while True:
         await asyncio.sleep(seconds)
+        if pinged_at is not None and heard[0] < pinged_at:
+            log.warning("wake-ups: no answer to a PING in %gs; subscribing again", seconds)
+            await pubsub.connection.disconnect()  # the reader's read ends in an error
+            return
+        pinged_at = loop.time()
         await pubsub.ping()  # its pong comes to the reader, which skips it
 
 
