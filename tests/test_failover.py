@@ -16,13 +16,14 @@ from collections.abc import Awaitable
 from dataclasses import replace
 from typing import Any
 
+import fakeredis
 import pytest
 import redis
 from cluster_support import RedisClusterSet, RedisSentinelSet, queue_names_on_every_primary
 from redis.asyncio.cluster import NodesManager
 
 from gotaskq import App
-from gotaskq.backends.redis import RedisBackend, connection
+from gotaskq.backends.redis import RedisBackend, connection, wake
 from gotaskq.config import Settings
 from gotaskq.errors import GotaskqError
 from gotaskq.job import Job, NewJob
@@ -304,3 +305,35 @@ async def test_cluster_slot_refreshes_after_node_errors_are_spaced_out(
         assert open_ == [], f"{len(open_)} connections left open by aclose"
     finally:
         await client.aclose()
+
+
+async def test_wake_notices_are_read_from_the_parser_on_every_topology(
+    redis_cluster: RedisClusterSet, redis_sentinel: RedisSentinelSet
+) -> None:
+    """The wake reader's cheap path (the connection's hiredis parser, see wake.read_notices)
+    on a plain server, a Sentinel's primary and a Cluster shard; redis-py's PubSub only where
+    the connection reads otherwise (fakeredis)."""
+    plain = connection.make_client(redis_cluster.url, 4)  # a Cluster node takes SUBSCRIBE too
+    sentinel = connection._sentinel_client(_sentinel_settings(redis_sentinel), 4)
+    cluster = connection._cluster_client(redis_cluster.url, 4)
+    fake = fakeredis.FakeAsyncRedis()
+    shard: wake._Shard | None = None
+    pubsubs: list[Any] = []
+    try:
+        for client in (plain, sentinel, fake):
+            ps = client.pubsub()
+            pubsubs.append(ps)
+            await ps.subscribe("gtq:wake")
+        await cluster.initialize()
+        shard = wake._Shard.open(cluster.get_node_from_key("gtq:{q}:wake"), lambda q: None)
+        await shard.subscribe(["gtq:{q}:wake"])
+        for ps in [*pubsubs[:2], shard._pubsub]:
+            assert wake.replies_of(ps) is ps.connection._parser, type(ps.connection).__mro__
+        assert isinstance(wake.replies_of(pubsubs[2]), wake._PubSubReplies)
+    finally:
+        for ps in pubsubs:
+            await ps.aclose()
+        if shard is not None:
+            await shard.close()
+        for c in (plain, sentinel, cluster, fake):
+            await c.aclose()

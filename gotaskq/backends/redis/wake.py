@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from redis import exceptions as rexc
 from redis._parsers.hiredis import _AsyncHiredisParser
 from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.sentinel import SentinelManagedConnection
 
 from ... import keys
 from ...errors import GotaskqError
@@ -35,11 +36,7 @@ async def read_notices(pubsub: Any, on_queue: Callable[[str], None]) -> None:
     connection is closed, which ends the read in an error, and the caller subscribes again. So a
     connection that died without a word (a host gone, a dropped route) is replaced within two
     PING_S. Subscribe confirmations and pongs are skipped."""
-    conn = pubsub.connection
-    parser: Any = getattr(conn, "_parser", None)
-    # Only where the connection reads through its parser (fakeredis's, say, reads otherwise)
-    if not isinstance(parser, _AsyncHiredisParser) or type(conn).read_response is not AbstractConnection.read_response:
-        parser = _PubSubReplies(pubsub)  # redis-py's own reads
+    parser = replies_of(pubsub)
     loop = asyncio.get_running_loop()
     heard = [loop.time()]  # when the last reply of any kind came
     pinger = asyncio.create_task(_ping_every(pubsub, PING_S, heard))
@@ -55,6 +52,21 @@ async def read_notices(pubsub: Any, on_queue: Callable[[str], None]) -> None:
         pinger.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await pinger
+
+
+# Connections whose read_response reads their parser and nothing else that matters to a
+# subscription (a Sentinel's adds only a ReadOnlyError check, for writes)
+_READS_THROUGH_PARSER = (AbstractConnection.read_response, SentinelManagedConnection.read_response)
+
+
+def replies_of(pubsub: Any) -> Any:
+    """What ``read_notices`` reads: the subscribed connection's hiredis parser where the
+    connection reads through it, else redis-py's PubSub (fakeredis's connection, say)."""
+    conn = pubsub.connection
+    parser = getattr(conn, "_parser", None)
+    if isinstance(parser, _AsyncHiredisParser) and type(conn).read_response in _READS_THROUGH_PARSER:
+        return parser
+    return _PubSubReplies(pubsub)
 
 
 class _PubSubReplies:
