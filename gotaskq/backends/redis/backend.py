@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -78,7 +77,6 @@ PROMOTE_LIMIT = 100
 CHUNK = 100  # jobs per script call: each call holds Redis a few ms at most, even on a slow machine
 CLAIM_CHUNK = 100  # a claimed job costs the most (a read of every field, and its reply)
 REBUILD_ACTIVE_S = 3600.0
-RELEARN_S = 0.5
 INFO_BATCH = 200  # queues per pipeline of queue_infos
 SWEEP_MS = 60_000  # how often one process looks for queues with expired DONE records
 
@@ -111,7 +109,6 @@ class RedisBackend:
         self._enqueuers: dict[str, Batcher[NewJob, Enqueued | GotaskqError]] = {}
         self._rebuilt_at: int | None = None
         self._backlog: Backlog | None = None
-        self._relearned_at = 0.0
 
     # -- connection ------------------------------------------------------------------------
     @property
@@ -285,13 +282,10 @@ class RedisBackend:
         return max(1, int(self.settings.redis_replica_ack_timeout * 1000))
 
     async def _relearn_slots(self, client: Any) -> None:
-        """Ask the Cluster for its slots again, at most every RELEARN_S: during a failover every
-        write to the lost primary's queues fails, and each must not trigger a refresh of its own."""
-        if time.monotonic() - self._relearned_at < RELEARN_S:
-            return
-        self._relearned_at = time.monotonic()
+        """A call on a node's connection directly, which redis-py does not watch, met an error
+        or a redirect: the Cluster client learns its slots again, spaced as after its own errors."""
         with contextlib.suppress(rexc.RedisError, OSError):
-            await client.nodes_manager.initialize()
+            await client.relearn_slots()
 
     async def _acked(self, client: Any, script: str, queue: str, args: list[Any], n: int) -> Any:
         """Cluster: the script, then WAIT, on one connection of the queue's primary (redis-py's

@@ -197,6 +197,13 @@ class WaitingCluster(_Waiting, RedisCluster):  # type: ignore[misc]
                 self._initialize = False
         return self
 
+    async def relearn_slots(self) -> None:
+        """Learn the slot table again for an error redis-py did not see (a call made on a node's
+        connection directly): now, unless a refresh ran within REFRESH_GAP_S (then the first
+        call after the gap does)."""
+        self._initialize = True
+        await self.initialize()
+
     async def aclose(self) -> None:
         """redis-py closes only a client whose flag says it is set up: with a refresh held
         back the flag is still up, yet calls made meanwhile hold connections. Close them."""
