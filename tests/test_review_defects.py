@@ -172,7 +172,7 @@ async def test_3_a_taken_id_refuses_the_whole_call_before_writing(
 async def test_4_a_full_pool_waits_instead_of_failing(make_redis: Callable[..., Any]) -> None:
     b: RedisBackend = await make_redis(redis_max_connections=8)
     job = (await b.enqueue(spec())).job
-    b.index._cache.clear()
+    b.index.recent.clear()
     got = await asyncio.gather(*(b.get_job(job.id) for _ in range(1000)), return_exceptions=True)
     assert [type(g).__name__ for g in got if not isinstance(g, Job)] == []
 

@@ -579,6 +579,9 @@ class RedisBackend:
             with contextlib.suppress(BackendUnavailable):
                 await self.index.forget_call(queue, job_ids)  # else pruned later
             _raise_enqueue(res)
+        self.index.remember(
+            [jid for jid, outcome in zip(job_ids, res[1:], strict=True) if not isinstance(outcome, bytes)], queue
+        )
         for k, jid, outcome in zip(idxs, job_ids, res[1:], strict=True):
             spec = specs[k]
             if isinstance(outcome, bytes):  # an idempotent replay: the id of the job it matched
@@ -588,7 +591,6 @@ class RedisBackend:
                     raise JobNotFound(f"job {existing_id}, which idempotency key replays, no longer exists")
                 out[k] = Enqueued(existing, created=False)
                 continue
-            self.index.remember(jid, queue)
             run_at = None
             if outcome == _SCHEDULED:
                 run_at = spec.run_at_ms if spec.run_at_ms is not None else now + spec.delay_ms
@@ -658,7 +660,7 @@ class RedisBackend:
             fields: dict[bytes, bytes] = await self.client.hgetall(keys.job_key(queue, job_id))
         if not await self._current(queue, job_id, fields):
             return None
-        self.index.remember(job_id, queue)
+        self.index.remember([job_id], queue)
         return queue, fields
 
     async def get_job(self, job_id: str) -> Job | None:
