@@ -209,6 +209,23 @@ async def test_an_idle_wake_subscription_pings_and_still_hears_notices(
         assert time.monotonic() - t0 < 1.0, "a notice after the pongs did not wake the waiter"
 
 
+async def test_wake_notices_are_not_formatted_for_a_debug_log_each(
+    make_redis: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """RESP3 delivers notices as pushes; redis-py's handler for them formats each one for a
+    DEBUG line of its "push_response" logger (and takes the logging lock): the reader skips it."""
+    consumer: RedisBackend = await make_redis()
+    producer: RedisBackend = await make_redis()
+    await consumer.wait_for_work(5.0)  # subscribed
+    with caplog.at_level(logging.DEBUG, logger="push_response"):
+        for _ in range(3):
+            waiting = asyncio.create_task(consumer.wait_for_work(5.0))
+            await asyncio.sleep(0.05)
+            await producer.enqueue(spec())
+            await asyncio.wait_for(waiting, 5.0)
+    assert [r.getMessage()[:40] for r in caplog.records if r.name == "push_response"] == []
+
+
 async def test_a_wake_subscription_that_answers_nothing_is_replaced(
     make_redis: Callable[..., Any], raw: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -37,6 +37,10 @@ async def read_notices(pubsub: Any, on_queue: Callable[[str], None]) -> None:
     connection that died without a word (a host gone, a dropped route) is replaced within two
     PING_S. Subscribe confirmations and pongs are skipped."""
     parser = replies_of(pubsub)
+    if getattr(parser, "pubsub_push_handler_func", None) is not None:
+        # RESP3 delivers notices as pushes, and redis-py's handler for them formats each one
+        # (str) for a DEBUG log line and takes the logging lock: ~12 us a notice in py-spy
+        parser.pubsub_push_handler_func = _as_is
     loop = asyncio.get_running_loop()
     heard = [loop.time()]  # when the last reply of any kind came
     pinger = asyncio.create_task(_ping_every(pubsub, PING_S, heard))
@@ -52,6 +56,10 @@ async def read_notices(pubsub: Any, on_queue: Callable[[str], None]) -> None:
         pinger.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await pinger
+
+
+async def _as_is(response: Any) -> Any:
+    return response
 
 
 # Connections whose read_response reads their parser and nothing else that matters to a
