@@ -592,26 +592,26 @@ class RedisBackend:
                 out[k] = Enqueued(existing, created=False)
                 continue
             run_at = None
+            status = S.PENDING
             if outcome == _SCHEDULED:
+                status = S.SCHEDULED
                 run_at = spec.run_at_ms if spec.run_at_ms is not None else now + spec.delay_ms
-            out[k] = Enqueued(
-                Job(
-                    id=jid,
-                    queue=queue,
-                    type=spec.type,
-                    payload=orjson.loads(spec.payload_json),  # what was stored, as memory returns
-                    priority=spec.priority,
-                    status=S.SCHEDULED if outcome == _SCHEDULED else S.PENDING,
-                    attempts=0,
-                    max_retries=spec.max_retries,
-                    timeout=spec.timeout,
-                    run_at=run_at,
-                    idempotency_key=spec.idempotency_key,
-                    created_at=now,
-                    updated_at=now,
-                ),
-                created=True,
+            # by position: keywords cost ~1 us more a job (as in codec.claimed_job)
+            job = Job(
+                jid,  # id
+                queue,
+                spec.type,
+                orjson.loads(spec.payload_json),  # payload: what was stored, as memory returns
+                spec.priority,
+                status,
+                0,  # attempts
+                spec.max_retries,
+                spec.timeout,
+                run_at,
+                spec.idempotency_key,
             )
+            job.created_at = job.updated_at = now
+            out[k] = Enqueued(job, created=True)
 
     async def _withdraw(self, done: list[tuple[str, list[int]]], out: list[Enqueued | None], exc: GotaskqError) -> None:
         """Take back the jobs earlier calls of a refused batch created; name any a worker already took."""
