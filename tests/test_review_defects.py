@@ -128,6 +128,30 @@ async def test_3_live_processes_never_share_a_node_id(make_redis: Callable[..., 
         await crowded.close()
 
 
+async def test_3_taking_a_node_id_on_a_fresh_redis_is_two_round_trips(
+    make_redis: Callable[..., Any], raw: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The probe wins all 64 ids it tries on a fresh Redis: the 63 it gives back go in one
+    pipeline, not one DEL each (~20 ms of a process's start)."""
+    from redis.asyncio.connection import AbstractConnection
+
+    b: RedisBackend = await make_redis()
+    raw.delete(*raw.keys(keys.node_key(0).rsplit(":", 1)[0] + ":*"))
+    sends = 0
+    real = AbstractConnection.send_packed_command
+
+    async def counted(self: Any, *args: Any, **kw: Any) -> None:
+        nonlocal sends
+        sends += 1
+        await real(self, *args, **kw)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
+    assert b._nodes is not None
+    node = await b._nodes._acquire()
+    assert sends == 2
+    assert raw.keys(keys.node_key(0).rsplit(":", 1)[0] + ":*") == [keys.node_key(node).encode()]
+
+
 async def test_3_a_process_that_lost_its_lease_stops_minting_until_it_has_a_new_one(
     make_redis: Callable[..., Any], raw: redis.Redis
 ) -> None:
