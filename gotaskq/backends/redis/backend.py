@@ -163,6 +163,8 @@ class RedisBackend:
                     await self._topology.initialize()
             async with guard():
                 await self._client.ping()
+                if not self.cluster:  # (a Cluster's scripts load on each primary on first use)
+                    await self.scripts.load(self._client)
             log.info("connected to redis (%s)", self.mode)
             await self._id_source()
             if self._topology is not None:

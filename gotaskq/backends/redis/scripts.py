@@ -73,6 +73,15 @@ class Scripts:
         for name in NAMES:
             setattr(self, name, client.register_script(lua_source(name)))
 
+    async def load(self, client: Any) -> None:
+        """Every script into the server's cache in one round trip, at start-up: else the first
+        call of each got NOSCRIPT, loaded it and ran again (two more round trips, on a
+        connection the pool opened for it, for the first jobs of a fresh process or server)."""
+        pipe = client.pipeline(transaction=False)
+        for name in NAMES:
+            pipe.script_load(getattr(self, name).script)
+        await pipe.execute()
+
     async def run(self, name: str, queue: str, args: list[Any], client: Any) -> Any:
         """Run one queue's transition on ``client`` (or queue it on ``client`` when it is a pipeline)."""
         script: AsyncScript = getattr(self, name)
