@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -76,6 +77,10 @@ class Server(uvicorn.Server):
         self._loop = asyncio.get_running_loop()
         await super().serve(sockets)
 
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)  # the lifespan's start: the App is connected
+        freeze_startup_heap()
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # A signal handler runs between two bytecodes of the loop: touch the workers from the loop.
         if self._loop is not None and not self._loop.is_closed():
@@ -145,6 +150,16 @@ def leave_job_threads(code: int) -> None:
     os._exit(code)
 
 
+def freeze_startup_heap() -> None:
+    """Put what start-up built (modules, classes, the App and its clients: ~47,000 objects) out
+    of the cyclic GC's reach. Every full collection walked all of it: 28-31 ms here when idle,
+    45-63 ms under load, the whole process stalled (the longest gaps between job starts in
+    bench_load_latency, once in each 10,000 jobs/s run). Objects made later are collected as
+    before; start-up's own live as long as the process."""
+    gc.collect()
+    gc.freeze()
+
+
 async def _run_worker(app: Any, settings: Settings) -> None:
     worker = app.worker()
     plan = Shutdown(app)
@@ -155,6 +170,8 @@ async def _run_worker(app: Any, settings: Settings) -> None:
     if settings.metrics_port is not None:
         metrics_server = await _start_metrics_server(app, settings)
     try:
+        await app.start()  # (worker.run starts it too: here first, so that it is frozen)
+        freeze_startup_heap()
         await worker.run()
     finally:
         if metrics_server is not None:
