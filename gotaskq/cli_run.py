@@ -155,7 +155,8 @@ def freeze_startup_heap() -> None:
     of the cyclic GC's reach. Every full collection walked all of it: 28-31 ms here when idle,
     45-63 ms under load, the whole process stalled (the longest gaps between job starts in
     bench_load_latency, once in each 10,000 jobs/s run). Objects made later are collected as
-    before; start-up's own live as long as the process."""
+    before; start-up's own live as long as the process. (In `serve` the worker may hold its
+    first jobs by then: what of theirs ends up in a cycle is never freed, once, a few objects.)"""
     gc.collect()
     gc.freeze()
 

@@ -295,23 +295,30 @@ def test_the_worker_process_freezes_what_start_up_built(monkeypatch: pytest.Monk
     from gotaskq.app import App
 
     frozen: list[int] = []
+    started_then: list[bool] = []
     app = App(Settings(num_workers=1))
+    real = cli_run.freeze_startup_heap
+
+    def freeze() -> None:
+        started_then.append(app._started)  # after the App's start: its clients are frozen too
+        real()
 
     class Worker:
         async def run(self) -> None:
             frozen.append(gc.get_freeze_count())
-            assert app._started
 
     monkeypatch.setattr(app, "worker", Worker)
+    monkeypatch.setattr(cli_run, "freeze_startup_heap", freeze)
     gc.unfreeze()
     try:
         asyncio.run(cli_run._run_worker(app, Settings(num_workers=1)))
     finally:
         gc.unfreeze()
+    assert started_then == [True]
     assert frozen and frozen[0] > 10_000
 
 
-def test_the_api_process_freezes_what_start_up_built() -> None:
+def test_the_api_process_freezes_what_start_up_built(monkeypatch: pytest.MonkeyPatch) -> None:
     import asyncio
     import gc
 
@@ -322,7 +329,16 @@ def test_the_api_process_freezes_what_start_up_built() -> None:
     from gotaskq.app import App
 
     app = App(Settings(num_workers=0))
-    server = cli_run.Server(uvicorn.Config(create_app(app), host="127.0.0.1", port=0, lifespan="on"), app)
+    started_then: list[bool] = []
+    real = cli_run.freeze_startup_heap
+
+    def freeze() -> None:
+        started_then.append(app._started)  # the lifespan's start ran first
+        real()
+
+    monkeypatch.setattr(cli_run, "freeze_startup_heap", freeze)
+    config = uvicorn.Config(create_app(app), host="127.0.0.1", port=0, lifespan="on", log_config=None)
+    server = cli_run.Server(config, app)
 
     async def start_and_stop() -> int:
         server.config.load()  # as uvicorn's Server._serve does before its startup
@@ -338,4 +354,5 @@ def test_the_api_process_freezes_what_start_up_built() -> None:
         count = asyncio.run(start_and_stop())
     finally:
         gc.unfreeze()
+    assert started_then == [True]
     assert count > 10_000

@@ -164,7 +164,10 @@ class RedisBackend:
             async with guard():
                 await self._client.ping()
                 if not self.cluster:  # (a Cluster's scripts load on each primary on first use)
-                    await self.scripts.load(self._client)
+                    try:
+                        await self.scripts.load(self._client)
+                    except rexc.ResponseError as exc:  # e.g. an ACL without SCRIPT: each call says so
+                        log.warning("could not load the Lua scripts at start-up: %s", exc)
             log.info("connected to redis (%s)", self.mode)
             await self._id_source()
             if self._topology is not None:

@@ -405,16 +405,11 @@ async def warm_lane(client: Any) -> None:
     first calls each paid a TCP connect and the HELLO and CLIENT SETINFO round trips (3-15 ms
     apiece here, six of them on the first jobs' way in bench_load_latency)."""
     lane: Lane | None = getattr(client, "gtq_lane", None)
-    if lane is None or len(lane.idle) >= lane.size:
+    if lane is None:
         return
     pool = client.connection_pool
-    got = await asyncio.gather(
-        *(pool.get_connection() for _ in range(lane.size - len(lane.idle))), return_exceptions=True
-    )
-    lane.idle.extend(c for c in got if not isinstance(c, BaseException))
-    for c in got:
-        if isinstance(c, BaseException):
-            raise c
+    while len(lane.idle) < lane.size:  # one at a time: each is the lane's as soon as it is connected
+        lane.idle.append(await pool.get_connection())
 
 
 async def send_all(client: Any, commands: Commands) -> list[Any]:

@@ -37,10 +37,11 @@ async def read_notices(pubsub: Any, on_queue: Callable[[str], None]) -> None:
     connection that died without a word (a host gone, a dropped route) is replaced within two
     PING_S. Subscribe confirmations and pongs are skipped."""
     parser = replies_of(pubsub)
-    if getattr(parser, "pubsub_push_handler_func", None) is not None:
+    if hasattr(parser, "set_pubsub_push_handler"):
         # RESP3 delivers notices as pushes, and redis-py's handler for them formats each one
-        # (str) for a DEBUG log line and takes the logging lock: ~12 us a notice in py-spy
-        parser.pubsub_push_handler_func = _as_is
+        # (str) for a DEBUG log line and takes the logging lock: ~12 us a notice in py-spy. (It
+        # stays on the connection after the subscription; it returns what redis-py's returns.)
+        parser.set_pubsub_push_handler(_as_is)
     loop = asyncio.get_running_loop()
     heard = [loop.time()]  # when the last reply of any kind came
     pinger = asyncio.create_task(_ping_every(pubsub, PING_S, heard))
