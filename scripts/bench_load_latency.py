@@ -19,8 +19,10 @@ Per offered rate R (``--rate``, jobs/s; several as 10000,5000) and run (``--runs
 Figures per run: offered and achieved enqueue rate; processed jobs/s while the load was offered
 (handler starts inside the load window / its length) and overall (jobs / first enqueue -> last
 start); the backlog's drain time after the load ended; enqueue->start p50/p90/p99/max in ms over
-every job; CPU µs per job of the worker process, of redis-server and of this producer process
-(/proc/<pid>/stat, from load start until the queue is empty), and the machine's busy cores (with
+every job; the longest gap between two handler starts during the load and the first job's
+enqueue->start (where to look for a stall: a GC pause, a cold start); CPU µs per job of the
+worker process, of redis-server and of this producer process (/proc/<pid>/stat, from load
+start until the queue is empty), and the machine's busy cores (with
 the share of programs other than these three: on a shared machine they slow every figure). If
 the machine cannot keep up with R, the latency grows with the backlog: read processed_per_s and
 run a lower --rate too. Then a summary per rate: min/median/max over the runs.
@@ -37,6 +39,7 @@ from __future__ import annotations
 import argparse
 import array
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -244,6 +247,7 @@ async def one_run(url: str, rate_per_s: float, args: argparse.Namespace) -> dict
         raise RuntimeError(f"{sent} jobs enqueued, {len(start)} handler starts recorded, {dead} dead")
     lat = [(s - e) * 1000 for e, s in zip(enq, start, strict=True)]
     in_window = sum(1 for s in start if s <= wall_load_end)
+    during = sorted(s for s in start if s <= wall_load_end)
     return {
         "offered_per_s": rate_per_s,
         "jobs": sent,
@@ -259,6 +263,10 @@ async def one_run(url: str, rate_per_s: float, args: argparse.Namespace) -> dict
             "p99": pct(lat, 99),
             "max": round(max(lat), 3),
         },
+        # Stall finders: no job started for this long while the load was offered (at 10,000 jobs/s
+        # a start comes every 0.1 ms), and how long the first job took (a cold start).
+        "longest_start_gap_ms": round(max((b - a for a, b in itertools.pairwise(during)), default=0.0) * 1000, 3),
+        "first_start_ms": round((min(start) - min(enq)) * 1000, 3),
         "worker_cpu_us_per_job": us_per_job(cpu["worker"], sent),
         "redis_cpu_us_per_job": us_per_job(cpu["redis"], sent),
         "producer_cpu_us_per_job": us_per_job(cpu["producer"], sent),
@@ -290,6 +298,8 @@ async def bench(url: str, args: argparse.Namespace, rates: list[float]) -> dict[
                 "worker_cpu_us_per_job",
                 "redis_cpu_us_per_job",
                 "producer_cpu_us_per_job",
+                "longest_start_gap_ms",
+                "first_start_ms",
             )
         }
         for q in ("p50", "p90", "p99", "max"):

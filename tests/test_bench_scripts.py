@@ -105,6 +105,7 @@ def test_bench_load_latency_reports_latency_percentiles_and_worker_cpu() -> None
     lat = run["latency_ms"]
     assert 0 <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"], lat
     assert run["processed_per_s_overall"] > 0 and run["worker_cpu_us_per_job"] > 0
+    assert 0 < run["longest_start_gap_ms"] < 1000 * 1 and 0 < run["first_start_ms"] <= lat["max"]
     assert set(line["rates"]["300"]["summary"]) >= {"latency_p99_ms", "processed_per_s_during_load"}
 
 
