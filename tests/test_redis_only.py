@@ -219,13 +219,7 @@ async def test_wake_notices_are_not_formatted_for_a_debug_log_each(
     await consumer.wait_for_work(5.0)  # subscribed
     with caplog.at_level(logging.DEBUG, logger="push_response"):
         for _ in range(3):
-            await consumer.wait_for_work(0.06)  # takes any wake-up already there
-            waiting = asyncio.create_task(consumer.wait_for_work(5.0))
-            await asyncio.sleep(0.05)
-            t0 = time.monotonic()
-            await producer.enqueue(spec())
-            await waiting
-            assert time.monotonic() - t0 < 1.0, "the notice did not wake the waiter"
+            await _a_notice_wakes_the_waiter(consumer, producer, "the notice did not wake the waiter")
     assert [r.getMessage()[:40] for r in caplog.records if r.name == "push_response"] == []
 
 
@@ -251,13 +245,18 @@ async def test_a_wake_subscription_that_answers_nothing_is_replaced(
         return subscribes() > before
 
     await until(subscribed_again, 5.0, "a new subscription after the silent one")
-    await consumer.wait_for_work(0.06)  # takes the wake-up the new subscription gives
+    await _a_notice_wakes_the_waiter(consumer, producer, "the new subscription hears notices")
+
+
+async def _a_notice_wakes_the_waiter(consumer: RedisBackend, producer: RedisBackend, why: str) -> None:
+    """An enqueue on ``producer`` wakes a ``consumer`` waiting for work, within a second."""
+    await consumer.wait_for_work(0.06)  # takes any wake-up already there (a new subscription gives one)
     waiting = asyncio.create_task(consumer.wait_for_work(5.0))
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.05)
     t0 = time.monotonic()
     await producer.enqueue(spec())
     await waiting
-    assert time.monotonic() - t0 < 1.0, "the new subscription hears notices"
+    assert time.monotonic() - t0 < 1.0, why
 
 
 # -- key layout -----------------------------------------------------------------------------

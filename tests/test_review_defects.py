@@ -136,7 +136,8 @@ async def test_3_taking_a_node_id_on_a_fresh_redis_is_two_round_trips(
     from redis.asyncio.connection import AbstractConnection
 
     b: RedisBackend = await make_redis()
-    raw.delete(*raw.keys(keys.node_key(0).rsplit(":", 1)[0] + ":*"))
+    node_keys = keys.node_key(0).rsplit(":", 1)[0] + ":*"
+    raw.delete(*raw.keys(node_keys))
     sends = 0
     real = AbstractConnection.send_packed_command
 
@@ -149,7 +150,7 @@ async def test_3_taking_a_node_id_on_a_fresh_redis_is_two_round_trips(
     assert b._nodes is not None
     node = await b._nodes._acquire()
     assert sends == 2
-    assert raw.keys(keys.node_key(0).rsplit(":", 1)[0] + ":*") == [keys.node_key(node).encode()]
+    assert raw.keys(node_keys) == [keys.node_key(node).encode()]
 
 
 async def test_3_a_process_that_lost_its_lease_stops_minting_until_it_has_a_new_one(

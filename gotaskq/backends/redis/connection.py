@@ -234,12 +234,16 @@ class Topology:
             for c in (self.api, self.worker):
                 await c.initialize()
         else:
-            for c in {id(c): c for c in (self.api, self.worker)}.values():
+            for c in self._clients():
                 await warm_lane(c)
 
     async def close(self) -> None:
-        for c in {id(c): c for c in (self.api, self.worker)}.values():
+        for c in self._clients():
             await c.aclose()
+
+    def _clients(self) -> list[Any]:
+        """api and worker, once each (they may be one client)."""
+        return list({id(c): c for c in (self.api, self.worker)}.values())
 
 
 def make_topology(settings: Settings, worker_pool: int, cluster: bool | None = None) -> Topology:

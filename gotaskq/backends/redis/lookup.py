@@ -195,7 +195,7 @@ class JobIndex:
     async def write_now(self, queue: str, job_ids: Sequence[str]) -> None:
         """The same writes, sent at once (Cluster: the index lives on another node than the job,
         and a down node's share goes to the backlog instead of failing the enqueue)."""
-        self.recent.add(job_ids, queue)
+        self.remember(job_ids, queue)
         pipe = self._client.pipeline(transaction=False)
         self.write(pipe, queue, job_ids)
         try:
