@@ -35,7 +35,7 @@ also gets a PEXPIRE (it may outlive every pass). A new set name, not "done": a p
 older version prunes "done" without deleting records, which would leave them forever; a
 rollback to such a version leaves the last COMPLETE_JOB_TTL of DONE records without expiry.
 
-Scores: ready = enqueue ms - priority * PRIORITY_AGING ms (ZPOPMIN order gives higher priority
+Scores: ready = enqueue ms - priority * PRIORITY_AGING ms (lowest first gives higher priority
 first, FIFO within a priority, and a job that waited long enough overtakes newer higher-priority
 ones: aging); delayed = run_at ms; running = lease deadline ms (Redis TIME); dead = death ms.
 

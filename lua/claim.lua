@@ -16,8 +16,10 @@
 --          in-process claim of an external queue; else {next_due_ms|-1, now, idle, limited, job, job, ...} where
 --          idle is 1 when the queue holds no ready, delayed or running job after this call,
 --          limited is 1 (concurrency) or 2 (rate limit) when ready jobs were held back (next_due
---          is then when to try again), and each job is {id, lease, attempts, m, payload, run, idem,
---          ca, err, errs} (m: "type\npriority max_retries timeout_ms", see enqueue.lua)
+--          is then when to try again), and each job is 10 elements in a row: id, lease, attempts,
+--          m, payload, run, idem, ca, err, errs (m: "type\npriority max_retries timeout_ms", see
+--          enqueue.lua). One flat array: Redis turns each nested table into a reply of its own
+--          (seven field probes and a deferred length), ~0.5 us a job.
 local rcall = redis.call
 local p = KEYS[1]
 local meta, ready, delayed, running = KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -69,10 +71,13 @@ local function held_back()
   return out
 end
 if count <= 0 then return held_back() end
-local popped = rcall('ZPOPMIN', ready, count)
+-- The ids by rank, then one removal: ZPOPMIN would also answer each score, which Redis 7.0
+-- formats with snprintf("%.17g"), ~3,800 instructions a job (callgrind), 7 % of this script.
+local popped = rcall('ZRANGE', ready, 0, count - 1)
 if #popped == 0 then return idle() end
+rcall('ZREMRANGEBYRANK', ready, 0, #popped - 1)
 if rk then
-  rcall('INCRBY', rk, #popped / 2)
+  rcall('INCRBY', rk, #popped)
   rcall('PEXPIRE', rk, 2 * per)
 end
 held_back()
@@ -95,9 +100,11 @@ end
 -- ua is not written: a job's updated time is its latest transition time (sa here).
 local leased = {}
 local NO_ERRORS = {false, false}  -- as HMGET answers for missing fields
-for i = 1, #popped, 2 do
+local pj = p .. 'j:'
+local n = #out
+for i = 1, #popped do
   local id = popped[i]
-  local jk = p .. 'j:' .. id
+  local jk = pj .. id
   local f = rcall('HMGET', jk, 'lease', 'att', 'm', 'p', 'run', 'idem', 'ca')
   if not f[3] then  -- written before m: its fields one by one
     local o = rcall('HMGET', jk, 'type', 'payload', 'pri', 'maxr', 'tmo')
@@ -109,9 +116,11 @@ for i = 1, #popped, 2 do
   local att = tonumber(f[2] or 0) + 1
   rcall('HSET', jk, 'lease', text(lease), 'att', text(att), 'st', 'RUNNING', 'sa', now_s)
   if external then rcall('HSET', jk, 'lms', ARGV[2]) end
-  leased[#leased + 1] = deadline
-  leased[#leased + 1] = id
-  out[#out + 1] = {id, lease, att, f[3], f[4], f[5], f[6], f[7], e[1], e[2]}
+  leased[2 * i - 1] = deadline
+  leased[2 * i] = id
+  out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5] = id, lease, att, f[3], f[4]
+  out[n + 6], out[n + 7], out[n + 8], out[n + 9], out[n + 10] = f[5], f[6], f[7], e[1], e[2]
+  n = n + 10
 end
 -- The running set is kept in the skiplist encoding: in the compact listpack one (a set of up to
 -- 128 members) each ZADD of a member scans and moves the whole list, 4 us a job at 50 running

@@ -133,7 +133,7 @@ for i = first, last do
 end
 if #now_ready > 0 then
   -- kept in the skiplist encoding, as claim.lua keeps the running set (see there): in the
-  -- listpack one each ZADD and ZPOPMIN of a job scans or moves a list of up to 128
+  -- listpack one each ZADD of a job, and claim's removal, scans or moves a list of up to 128
   rcall('ZADD', ready, 0, SKIPLIST)
   for i = 1, #now_ready, 2000 do
     rcall('ZADD', ready, unpack(now_ready, i, math.min(i + 1999, #now_ready)))

@@ -53,7 +53,7 @@ from ..base import (
     Recovered,
 )
 from ..paging import all_queues_page, decode_cursor, encode_cursor
-from .codec import claimed_job, decode_job, job_record, num, opt_text, text
+from .codec import CLAIM_ROW, claimed_job, decode_job, job_record, num, opt_text, text
 from .connection import (
     WORKER_POOL_SIZE,
     Commands,
@@ -800,8 +800,12 @@ class RedisBackend:
                 return ClaimBatch([], None, now_ms(), True)
             raise_for_code(res[0])
         now = int(res[1])
-        claimed.extend(Claimed(job, job.lease) for job in (claimed_job(queue, row, now) for row in res[4:]))
-        if len(res) - 4 < want or len(claimed) >= count:
+        got = (len(res) - 4) // CLAIM_ROW
+        claimed.extend(
+            Claimed(job, job.lease)
+            for job in (claimed_job(queue, res[i : i + CLAIM_ROW], now) for i in range(4, len(res), CLAIM_ROW))
+        )
+        if got < want or len(claimed) >= count:
             return ClaimBatch(claimed, None if res[0] == -1 else int(res[0]), now, res[2] == 1, _LIMITED.get(res[3]))
         return None
 
