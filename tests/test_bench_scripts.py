@@ -135,3 +135,13 @@ def test_bench_worker_and_bench_redis_cost_report_cpu_per_job() -> None:
     assert cost["flow"] == {"backlog": 100, "batch": 25} and cost["flow_processed_cpu_us_per_job"]["median"] >= 0
     # every step enqueues, claims and completes: one HSET a job each
     assert set(cost["last_run_commands"]["flow"]) >= {"evalsha", "hset", "zadd"}
+
+
+def test_bench_redis_instructions_counts_each_phase_under_callgrind() -> None:
+    need("redis-server")
+    need("valgrind")
+    (line,) = run_script("bench_redis_instructions.py", "--n", "200")
+    per_job = line["instructions_per_job"]
+    assert set(per_job) == {"enqueue", "claim", "complete", "flow", "processed"}
+    assert all(v > 0 for v in per_job.values())
+    assert per_job["processed"] == per_job["enqueue"] + per_job["claim"] + per_job["complete"]
