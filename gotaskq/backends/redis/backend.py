@@ -53,7 +53,7 @@ from ..base import (
     Recovered,
 )
 from ..paging import all_queues_page, decode_cursor, encode_cursor
-from .codec import CLAIM_ROW, claimed_job, decode_job, job_record, num, opt_text, text
+from .codec import CLAIM_ROW, claimed_job, decode_job, job_args, num, opt_text, text
 from .connection import (
     WORKER_POOL_SIZE,
     Commands,
@@ -549,7 +549,8 @@ class RedisBackend:
             int(any(spec.idempotency_key for spec in chunk)),
             int(check),
         ]
-        args.extend(job_record(ids[i], specs[i]) for i in idxs)
+        for i in idxs:
+            args.extend(job_args(ids[i], specs[i]))
         return args
 
     async def _precheck(

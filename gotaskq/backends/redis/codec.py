@@ -12,16 +12,19 @@ from ...states import JobStatus
 S = JobStatus
 
 
-def job_record(job_id: str, spec: NewJob) -> bytes:
-    """One argument per job (see enqueue.lua): a header with the lengths of the idempotency key
-    and fingerprint, then those two, then ``m`` (type, priority, max_retries, timeout ms: stored
-    as sent), a newline and the payload JSON."""
+def job_args(job_id: str, spec: NewJob) -> tuple[str, str, bytes, bytes]:
+    """A job's four arguments to enqueue.lua: id, ``m`` (type, priority, max_retries, timeout ms:
+    stored as sent), the payload JSON, and its options: empty for the common job (no delay, no
+    run_at, priority 0, no idempotency key), else a header with the lengths of the idempotency
+    key and fingerprint, then those two."""
+    m = f"{spec.type}\n{spec.priority} {spec.max_retries} {math.ceil(spec.timeout * 1000)}"
+    if not (spec.delay_ms or spec.priority or spec.idempotency_key) and spec.run_at_ms is None:
+        return job_id, m, spec.payload_json, b""
     idem = (spec.idempotency_key or "").encode()
     fp = spec.fingerprint().encode() if spec.idempotency_key else b""
     run_at = -1 if spec.run_at_ms is None else spec.run_at_ms
-    head = f"{job_id} {spec.delay_ms} {run_at} {spec.priority} {len(idem)} {len(fp)}\n".encode()
-    m = f"{spec.type}\n{spec.priority} {spec.max_retries} {math.ceil(spec.timeout * 1000)}\n".encode()
-    return head + idem + fp + m + spec.payload_json
+    head = f"{spec.delay_ms} {run_at} {spec.priority} {len(idem)} {len(fp)}\n".encode()
+    return job_id, m, spec.payload_json, head + idem + fp
 
 
 def split_m(m: bytes) -> tuple[str, int, int, int]:
