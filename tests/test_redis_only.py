@@ -504,6 +504,17 @@ async def test_the_lanes_are_connected_at_start_so_the_first_calls_open_nothing(
     assert len(raw.client_list()) == before, " ".join(f"{c['id']}:{c['cmd']}" for c in raw.client_list())
 
 
+async def test_an_api_process_connects_only_its_own_lane_at_start(make_redis: Callable[..., Any]) -> None:
+    """NUM_WORKERS=0 (`gotaskq api`): the worker client's connections stay closed until used."""
+    backend = await make_redis(num_workers=0)
+    assert backend._client is not backend._wclient
+    api_lane, worker_lane = backend._client.gtq_lane, backend._wclient.gtq_lane
+    assert api_lane.size and len(api_lane.idle) == api_lane.size
+    assert worker_lane.size and not worker_lane.idle
+    await backend.claim("default", 1, LEASE_MS)  # and it still works when one is wanted
+    assert worker_lane.idle
+
+
 def _command(*args: Any) -> Commands:
     one = Commands()
     one.execute_command(*args)

@@ -160,7 +160,7 @@ class RedisBackend:
                     await old.close()
             if self._topology is not None:
                 async with guard():
-                    await self._topology.initialize()
+                    await self._topology.initialize(runs_workers=self.settings.num_workers > 0)
             async with guard():
                 await self._client.ping()
                 if not self.cluster:  # (a Cluster's scripts load on each primary on first use)

@@ -226,16 +226,18 @@ class Topology:
     def cluster(self) -> bool:
         return self.mode == "cluster"
 
-    async def initialize(self) -> None:
+    async def initialize(self, runs_workers: bool = True) -> None:
         """Learn a Cluster's slots before the first calls: concurrent first calls on a fresh
         client each start discovering it, and tear down each other's connections. On one
-        server, connect the clients' lanes (see warm_lane)."""
+        server, connect the clients' lanes (see warm_lane): the worker client's only in a
+        process that runs workers (an API process uses it rarely, if ever)."""
         if self.cluster:
             for c in (self.api, self.worker):
                 await c.initialize()
         else:
             for c in self._clients():
-                await warm_lane(c)
+                if runs_workers or c is self.api:
+                    await warm_lane(c)
 
     async def close(self) -> None:
         for c in self._clients():
