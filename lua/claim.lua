@@ -29,19 +29,24 @@ local external = ARGV[5] == '1'
 if external ~= (m[6] == '1') then return {external and -9 or -10} end
 local t = rcall('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- Numbers go to redis.call (and into strings) as text made with '%d': Redis formats a Lua number
+-- argument with snprintf("%.17g") and tostring uses "%.14g", each ~3,700 instructions of
+-- floating-point formatting (callgrind), more than a whole HSET; '%d' takes a tenth of that.
+local fmt = string.format
+local now_s = fmt('%d', now)
 local aging = tonumber(ARGV[3])
-local due = rcall('ZRANGEBYSCORE', delayed, '-inf', now, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[4]))
+local due = rcall('ZRANGEBYSCORE', delayed, '-inf', now_s, 'WITHSCORES', 'LIMIT', '0', ARGV[4])
 for i = 1, #due, 2 do
   local id = due[i]
   local jk = p .. 'j:' .. id
   local f = rcall('HMGET', jk, 'm', 'pri')  -- pri: a job written before m
   local pri = tonumber(f[2] or string.match(f[1] or '\n0 ', '\n(%-?%d+) '))
   rcall('ZREM', delayed, id)
-  rcall('HSET', jk, 'st', 'PENDING', 'ua', now)
-  rcall('ZADD', ready, tonumber(due[i + 1]) - pri * aging, id)
+  rcall('HSET', jk, 'st', 'PENDING', 'ua', now_s)
+  rcall('ZADD', ready, fmt('%d', tonumber(due[i + 1]) - pri * aging), id)
 end
 local out = {-1, now, 0, 0}
-local nxt = rcall('ZRANGE', delayed, 0, 0, 'WITHSCORES')
+local nxt = rcall('ZRANGE', delayed, '0', '0', 'WITHSCORES')
 if nxt[2] then out[1] = tonumber(nxt[2]) end
 -- idle: nothing waits or runs, so the worker may stop polling the queue until an enqueue.
 local function idle()
@@ -73,23 +78,22 @@ end
 if count <= 0 then return held_back() end
 -- The ids by rank, then one removal: ZPOPMIN would also answer each score, which Redis 7.0
 -- formats with snprintf("%.17g"), ~3,800 instructions a job (callgrind), 7 % of this script.
-local popped = rcall('ZRANGE', ready, 0, count - 1)
+local popped = rcall('ZRANGE', ready, '0', fmt('%d', count - 1))
 if #popped == 0 then return idle() end
-rcall('ZREMRANGEBYRANK', ready, 0, #popped - 1)
+rcall('ZREMRANGEBYRANK', ready, '0', fmt('%d', #popped - 1))
 if rk then
   rcall('INCRBY', rk, #popped)
   rcall('PEXPIRE', rk, 2 * per)
 end
 held_back()
--- Numbers go to redis.call as strings made once: Redis formats each number argument with
--- snprintf("%.17g"), which was ~10 % of this script's CPU (perf) at three numbers a job.
-local deadline = tostring(now + tonumber(ARGV[2]))
-local now_s = tostring(now)
+-- The numbers a job's calls take, as text made once (see fmt above): most jobs share one lease
+-- and one attempt count.
+local deadline = fmt('%d', now + tonumber(ARGV[2]))
 local small = {}  -- lease and attempts as text, made once per value (most jobs: 1 and 1)
 local function text(n)
   local v = small[n]
   if not v then
-    v = tostring(n)
+    v = fmt('%d', n)
     small[n] = v
   end
   return v
@@ -126,8 +130,9 @@ end
 -- 128 members) each ZADD of a member scans and moves the whole list, 4 us a job at 50 running
 -- (commandstats) against 0.5. A member longer than zset-max-listpack-value (64 bytes) converts
 -- the set; ZREM never converts it back, so the one-member ZADD and ZREM cost ~1 us a call.
-local SKIPLIST = string.rep('~', 65)
-rcall('ZADD', running, 0, SKIPLIST)
+-- 65 characters, written out: string.rep built it one character at a time, ~5,000 instructions a call
+local SKIPLIST = '~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~'
+rcall('ZADD', running, '0', SKIPLIST)
 for i = 1, #leased, 2000 do  -- unpack has a limit (8000 values): chunks of 1000 jobs
   rcall('ZADD', running, unpack(leased, i, math.min(i + 1999, #leased)))
 end

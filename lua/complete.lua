@@ -17,9 +17,10 @@ local running, donez = KEYS[2], KEYS[3]
 local t = rcall('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl_ms = tonumber(ARGV[1])
--- Numbers go to redis.call as strings made once (Redis formats a number argument with snprintf)
-local now_s, gone_s = tostring(now), tostring(now + ttl_ms)
-local PURGE = 500  -- expired DONE records deleted per call at most
+-- Numbers go to redis.call as text made once with '%d' (see claim.lua)
+local fmt = string.format
+local now_s, gone_s = fmt('%d', now), fmt('%d', now + ttl_ms)
+local PURGE = '500'  -- expired DONE records deleted per call at most
 local out = {}
 local n = 0
 local done, listed = {}, {}  -- one ZREM and one ZADD for the batch
@@ -37,8 +38,8 @@ for i = 2, #ARGV, 3 do
     local gone = gone_s  -- when the record goes: a score of the completed set
     if f[3] then  -- the record outlives its idempotency key, so a retry replays the true outcome
       local ttl = math.max(ttl_ms, rcall('PTTL', p .. 'idem:' .. f[3]))
-      rcall('PEXPIRE', jk, ttl)  -- kept on its own clock too: it may outlive any worker's pass
-      gone = now + ttl
+      rcall('PEXPIRE', jk, fmt('%d', ttl))  -- on its own clock too: it may outlive any worker's pass
+      gone = fmt('%d', now + ttl)
     end
     out[#out + 1] = 1
     n = n + 1
@@ -55,15 +56,15 @@ if n > 0 then
     rcall('ZADD', donez, unpack(listed, 2 * i - 1, math.min(2 * i + 1998, 2 * n)))
   end
   -- DONE records whose time has passed: at most PURGE a call, so a backlog is spread out
-  local old = rcall('ZRANGEBYSCORE', donez, '-inf', now, 'LIMIT', 0, PURGE)
+  local old = rcall('ZRANGEBYSCORE', donez, '-inf', now_s, 'LIMIT', '0', PURGE)
   if #old > 0 then
     for j = 1, #old do old[j] = p .. 'j:' .. old[j] end
     rcall('DEL', unpack(old))
-    rcall('ZREMRANGEBYRANK', donez, 0, #old - 1)  -- the lowest scores are exactly those
+    rcall('ZREMRANGEBYRANK', donez, '0', fmt('%d', #old - 1))  -- the lowest scores are exactly those
   end
   local minute = math.floor(now / 60000)
-  local sk = p .. 'stats:' .. math.floor(minute / 60)
-  rcall('HINCRBY', sk, 'done:' .. minute, n)
-  rcall('PEXPIRE', sk, 90000000)
+  local sk = p .. 'stats:' .. fmt('%d', math.floor(minute / 60))
+  rcall('HINCRBY', sk, 'done:' .. fmt('%d', minute), fmt('%d', n))
+  rcall('PEXPIRE', sk, '90000000')
 end
 return out

@@ -32,7 +32,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local aging = tonumber(ARGV[3])
 local first, last = 8, #ARGV
 local PENDING, SCHEDULED = 'PENDING', 'SCHEDULED'  -- the state a new job starts in
-local SKIPLIST = string.rep('~', 65)  -- longer than zset-max-listpack-value: see below
+local SKIPLIST = '~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~'  -- 65 > zset-max-listpack-value: see below
 local HEAD = '^(%d+) (%-?%d+) (%-?%d+) (%d+) (%d+)\n()'
 
 -- A job's options: delay, run_at, priority, idempotency key ('' = none), fingerprint.
@@ -86,13 +86,14 @@ if ARGV[7] == '1' then return {0} end
 local out = {now}
 local n = 1
 local now_ready, later = {}, {}  -- score, id pairs: one ZADD per set for the batch
--- Numbers go to redis.call as strings made once (Redis formats a number argument with snprintf)
-local now_s = tostring(now)
+-- Numbers go to redis.call as text made once with '%d' (see claim.lua)
+local fmt = string.format
+local now_s = fmt('%d', now)
 local scores = {}  -- a ready job's score by its priority's text
 local function score(pri)
   local v = scores[pri]
   if not v then
-    v = tostring(now - tonumber(pri) * aging)
+    v = fmt('%d', now - tonumber(pri) * aging)
     scores[pri] = v
   end
   return v
@@ -111,7 +112,7 @@ for i = first, last, 4 do
     if run_at ~= '-1' then run = tonumber(run_at) end
     -- att and ua are left out until they change (0 and ca): a waiting job stays small
     if run > now then
-      run = tostring(run)
+      run = fmt('%d', run)
       later[#later + 1] = run
       later[#later + 1] = id
       rcall('HSET', jk, 'm', m, 'p', payload, 'ca', now_s, 'st', SCHEDULED, 'run', run)
@@ -131,7 +132,7 @@ end
 if #now_ready > 0 then
   -- kept in the skiplist encoding, as claim.lua keeps the running set (see there): in the
   -- listpack one each ZADD of a job, and claim's removal, scans or moves a list of up to 128
-  rcall('ZADD', ready, 0, SKIPLIST)
+  rcall('ZADD', ready, '0', SKIPLIST)
   for i = 1, #now_ready, 2000 do
     rcall('ZADD', ready, unpack(now_ready, i, math.min(i + 1999, #now_ready)))
   end
