@@ -34,19 +34,24 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 -- floating-point formatting (callgrind), more than a whole HSET; '%d' takes a tenth of that.
 local fmt = string.format
 local now_s = fmt('%d', now)
-local aging = tonumber(ARGV[3])
-local due = rcall('ZRANGEBYSCORE', delayed, '-inf', now_s, 'WITHSCORES', 'LIMIT', '0', ARGV[4])
-for i = 1, #due, 2 do
-  local id = due[i]
-  local jk = p .. 'j:' .. id
-  local f = rcall('HMGET', jk, 'm', 'pri')  -- pri: a job written before m
-  local pri = tonumber(f[2] or string.match(f[1] or '\n0 ', '\n(%-?%d+) '))
-  rcall('ZREM', delayed, id)
-  rcall('HSET', jk, 'st', 'PENDING', 'ua', now_s)
-  rcall('ZADD', ready, fmt('%d', tonumber(due[i + 1]) - pri * aging), id)
+-- The earliest delayed job first: only when it is due does the promotion below run (one call a
+-- claim less when nothing is due, the common case).
+local nxt = rcall('ZRANGE', delayed, '0', '0', 'WITHSCORES')
+if nxt[2] and tonumber(nxt[2]) <= now then
+  local aging = tonumber(ARGV[3])
+  local due = rcall('ZRANGEBYSCORE', delayed, '-inf', now_s, 'WITHSCORES', 'LIMIT', '0', ARGV[4])
+  for i = 1, #due, 2 do
+    local id = due[i]
+    local jk = p .. 'j:' .. id
+    local f = rcall('HMGET', jk, 'm', 'pri')  -- pri: a job written before m
+    local pri = tonumber(f[2] or string.match(f[1] or '\n0 ', '\n(%-?%d+) '))
+    rcall('ZREM', delayed, id)
+    rcall('HSET', jk, 'st', 'PENDING', 'ua', now_s)
+    rcall('ZADD', ready, fmt('%d', tonumber(due[i + 1]) - pri * aging), id)
+  end
+  nxt = rcall('ZRANGE', delayed, '0', '0', 'WITHSCORES')
 end
 local out = {-1, now, 0, 0}
-local nxt = rcall('ZRANGE', delayed, '0', '0', 'WITHSCORES')
 if nxt[2] then out[1] = tonumber(nxt[2]) end
 -- idle: nothing waits or runs, so the worker may stop polling the queue until an enqueue.
 local function idle()

@@ -64,7 +64,7 @@ if n > 0 then
   end
   local minute = math.floor(now / 60000)
   local sk = p .. 'stats:' .. fmt('%d', math.floor(minute / 60))
-  rcall('HINCRBY', sk, 'done:' .. fmt('%d', minute), fmt('%d', n))
-  rcall('PEXPIRE', sk, '90000000')
+  -- the hash's TTL is set when a minute's field is new: once a minute, not once a call
+  if rcall('HINCRBY', sk, 'done:' .. fmt('%d', minute), fmt('%d', n)) == n then rcall('PEXPIRE', sk, '90000000') end
 end
 return out
