@@ -599,11 +599,13 @@ class Worker:
         """Queue the outcome for the queue's next completion call and return: the runner takes
         its next job while the completion is written (the job stays in flight, heartbeated,
         until it is). No future per job: the call's answer is handed out by the loop below."""
-        q = claimed.job.queue
+        job = claimed.job
+        q = job.queue
         box = self._outbox.get(q)
         if box is None:
             box = self._outbox[q] = []
-        box.append((claimed, Completion(claimed.job.id, claimed.token, bounded_result(result))))
+        done = Completion(job.id, claimed.token, bounded_result(result), job.idempotency_key is not None)
+        box.append((claimed, done))
         # A new call when none waits to take the box and fewer than FLUSHES_PER_QUEUE are out
         if q not in self._starting and self._flushing.get(q, 0) < FLUSHES_PER_QUEUE:
             self._starting.add(q)

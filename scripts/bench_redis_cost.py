@@ -95,7 +95,7 @@ async def one_run(url: str, raw: redis.Redis, pid: int, args: argparse.Namespace
     async def complete() -> None:
         k = args.complete_batch
         for i in range(0, len(leases), k):
-            done = [Completion(jid, tok, b"null") for jid, tok in leases[i : i + k]]
+            done = [Completion(jid, tok, b"null", has_key=False) for jid, tok in leases[i : i + k]]
             await backend.complete("default", done)
 
     async def flow() -> None:
@@ -104,7 +104,7 @@ async def one_run(url: str, raw: redis.Redis, pid: int, args: argparse.Namespace
         for _ in range(0, n, b):
             await backend.enqueue_many([NewJob.build("noop", PAYLOAD) for _ in range(b)])
             batch = await backend.claim("default", b, 60_000)
-            running.append([Completion(c.job.id, c.token, b"null") for c in batch.jobs])
+            running.append([Completion(c.job.id, c.token, b"null", has_key=False) for c in batch.jobs])
             if len(running) > 2:
                 await backend.complete("default", running.pop(0))
         for done in running:

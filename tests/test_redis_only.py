@@ -19,7 +19,7 @@ from redis.crc import key_slot
 
 from gotaskq import keys
 from gotaskq.app import App
-from gotaskq.backends.base import Completion
+from gotaskq.backends.base import Completion, QueueSettings, RateLimit
 from gotaskq.backends.redis import RedisBackend, wake
 from gotaskq.backends.redis.connection import Commands, send_all
 from gotaskq.backends.redis.lookup import GENERATION_SIZE, GENERATIONS, RecentIds
@@ -685,15 +685,82 @@ async def test_a_completion_deletes_the_queues_expired_done_records(
     assert kept is not None and kept.result == {"ok": 1}
 
 
-async def test_a_done_record_kept_for_its_idempotency_key_expires_on_its_own(
+async def test_the_rate_window_counts_exactly_the_jobs_started(
     make_redis: Callable[..., Any], raw: redis.Redis
+) -> None:
+    b: RedisBackend = await make_redis()
+    await b.configure_queue("default", QueueSettings(rate_limit=RateLimit(5, 3600)))
+    for _ in range(7):
+        await b.enqueue(spec())
+    assert len((await b.claim("default", 2, LEASE_MS)).jobs) == 2
+    (window,) = raw.keys(keys.queue_prefix("default") + "rl:*")
+    assert raw.get(window) == b"2" and 0 < raw.pttl(window) <= 2 * 3600 * 1000
+    assert len((await b.claim("default", 10, LEASE_MS)).jobs) == 3
+    assert raw.get(window) == b"5"
+
+
+async def test_the_stats_hash_always_expires(make_redis: Callable[..., Any], raw: redis.Redis) -> None:
+    """complete.lua sets its TTL when a minute's field is new, not on every call."""
+    b: RedisBackend = await make_redis()
+    for _ in range(3):
+        await b.enqueue(spec())
+        c = (await b.claim("default", 1, LEASE_MS)).jobs[0]
+        assert await b.complete("default", [Completion(c.job.id, c.token, b"null", False)]) == [True]
+    (stats,) = raw.keys(keys.queue_prefix("default") + "stats:*")
+    assert 24 * 3600 * 1000 < raw.pttl(stats) <= 90_000_000
+    assert sum(int(v) for k, v in raw.hgetall(stats).items() if k.startswith(b"done:")) == 3
+
+
+@pytest.mark.parametrize("has_key", [True, None], ids=["the worker says it has a key", "not said"])
+async def test_a_done_record_kept_for_its_idempotency_key_expires_on_its_own(
+    make_redis: Callable[..., Any], raw: redis.Redis, has_key: bool | None
 ) -> None:
     """It may outlive every worker's pass (the key lives a day by default): it keeps a key TTL."""
     b: RedisBackend = await make_redis(complete_job_ttl=0.3, idempotency_ttl=60.0)
     job = (await b.enqueue(spec(idempotency_key="k"))).job
     c = (await b.claim("default", 1, LEASE_MS)).jobs[0]
-    assert await b.complete("default", [Completion(job.id, c.token, b"1")]) == [True]
+    assert await b.complete("default", [Completion(job.id, c.token, b"1", has_key)]) == [True]
     assert 50_000 < raw.pttl(keys.job_key("default", job.id)) <= 60_000
+    assert raw.zscore(keys.queue_prefix("default") + "completed", job.id) > time.time() * 1000 + 50_000
+
+
+async def test_the_worker_tells_complete_whether_a_job_has_an_idempotency_key(
+    make_redis: Callable[..., Any], raw: redis.Redis
+) -> None:
+    """A completion says it (the key never changes after the enqueue), so complete.lua looks up
+    the key field only for jobs that have one: a missing field is the costliest lookup."""
+    b: RedisBackend = await make_redis(complete_job_ttl=60.0, idempotency_ttl=3600.0)
+    app = App(b.settings, backend=b, builtins=False)
+    seen: list[Completion] = []
+    real = b.complete_and_claim
+
+    async def spy(queue: str, done: Any, count: int, lease_ms: int) -> Any:
+        seen.extend(done)
+        return await real(queue, done, count, lease_ms)
+
+    b.complete_and_claim = spy  # type: ignore[method-assign]
+    b.complete = lambda queue, done: spy(queue, done, 0, LEASE_MS)  # type: ignore[method-assign]
+    ran: list[str] = []
+
+    @app.task("t")
+    async def handler(job: Job) -> None:
+        ran.append(job.id)
+
+    keyed = (await b.enqueue(spec(idempotency_key="k"))).job
+    plain = (await b.enqueue(spec())).job
+    worker = Worker(app, concurrency=2)
+    task = asyncio.create_task(worker.run())
+    try:
+        for _ in range(200):
+            if {c.job_id for c in seen} >= {keyed.id, plain.id}:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await worker.stop()
+        await task
+    assert {c.job_id: c.has_key for c in seen} == {keyed.id: True, plain.id: False}
+    assert raw.pttl(keys.job_key("default", keyed.id)) > 3_000_000  # kept for its key
+    assert raw.pttl(keys.job_key("default", plain.id)) == -1  # goes with the completed set
 
 
 async def test_upgrade_older_done_listing_is_pruned_and_unlisted_done_records_go_by_finish_time(

@@ -127,7 +127,9 @@ async def complete(request: Request) -> Response:
     token = _token(obj)
     job = await _job(request)
     result = bounded_result(obj.get("result"))
-    (done,) = await app.backend.complete(job.queue, [Completion(job.id, token, result)])
+    (done,) = await app.backend.complete(
+        job.queue, [Completion(job.id, token, result, job.idempotency_key is not None)]
+    )
     if not done:
         raise StaleLease(f"lease on job {job.id} is no longer held")
     app.metrics.processed.labels(job.queue, "done").inc()

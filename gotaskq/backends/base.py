@@ -44,6 +44,9 @@ class Completion:
     job_id: str
     token: int
     result_json: bytes
+    # Whether the job has an idempotency key (immutable, known from its claim); None: not known,
+    # the store looks. Redis then skips a field lookup a job (~2,600 instructions, callgrind).
+    has_key: bool | None = None
 
 
 @dataclass(slots=True, frozen=True)

@@ -82,6 +82,7 @@ SWEEP_MS = 60_000  # how often one process looks for queues with expired DONE re
 
 
 _LIMITED = {1: "concurrency", 2: "rate_limit"}  # claim.lua's "limited" answer
+_HAS_KEY = {True: "1", False: "0", None: "?"}  # complete.lua's flag: the job has an idempotency key
 
 
 class NotReplicated(BackendUnavailable):
@@ -801,7 +802,9 @@ class RedisBackend:
                 return ClaimBatch([], None, now_ms(), True)
             raise_for_code(res[0])
         now = int(res[1])
-        got = (len(res) - 4) // CLAIM_ROW
+        got, rest = divmod(len(res) - 4, CLAIM_ROW)
+        if rest:  # a short row would shift every later job's fields: refuse the reply whole
+            raise BackendUnavailable(f"claim.lua answered {len(res)} elements, not 4 + {CLAIM_ROW} a job")
         claimed.extend(
             Claimed(job, job.lease)
             for job in (claimed_job(queue, res[i : i + CLAIM_ROW], now) for i in range(4, len(res), CLAIM_ROW))
@@ -820,7 +823,7 @@ class RedisBackend:
             return await self.complete(queue, done), await self.claim(queue, count, lease_ms)
         args: list[Any] = [self._done_ttl_ms]
         for c in done:
-            args.extend((c.job_id, c.token, c.result_json))
+            args.extend((c.job_id, c.token, c.result_json, _HAS_KEY[c.has_key]))
         async with guard():
             pipe = Commands()
             for name, script_args in (("complete", args), ("claim", self._claim_args(count, lease_ms))):
@@ -860,7 +863,7 @@ class RedisBackend:
         return await self._chunked("extend_lease", queue, [lease_ms], leases)
 
     async def complete(self, queue: str, done: Sequence[Completion]) -> list[bool]:
-        items = [(c.job_id, c.token, c.result_json) for c in done]
+        items = [(c.job_id, c.token, c.result_json, _HAS_KEY[c.has_key]) for c in done]
         return await self._chunked("complete", queue, [self._done_ttl_ms], items, acked=True)
 
     async def fail(
