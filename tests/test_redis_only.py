@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-import sys
 import time
 import tomllib
 from collections.abc import Callable, Iterator
@@ -22,7 +21,6 @@ from gotaskq.app import App
 from gotaskq.backends.base import Completion, QueueSettings, RateLimit
 from gotaskq.backends.redis import RedisBackend, wake
 from gotaskq.backends.redis.connection import Commands, send_all
-from gotaskq.backends.redis.lookup import GENERATION_SIZE, GENERATIONS, RecentIds
 from gotaskq.backends.redis.scripts import NAMES, lua_source
 from gotaskq.errors import BackendUnavailable
 from gotaskq.job import Job, NewJob
@@ -782,33 +780,3 @@ async def test_upgrade_older_done_listing_is_pruned_and_unlisted_done_records_go
     raw.hset(keys.job_key("default", stale.id), "fa", int(time.time() * 1000) - 61_000)
     assert (await b.get_job(fresh.id)) is not None
     assert (await b.get_job(stale.id)) is None
-
-
-def test_the_id_cache_drops_old_ids_a_generation_at_a_time_and_forgets_everywhere() -> None:
-    recent = RecentIds(generation_size=100, generations=3)
-    batches = [[f"{b}-{i}" for i in range(7)] for b in range(100)]
-    for batch in batches:
-        recent.add(batch, "q")
-        assert len(recent.generations) <= 3 and all(len(g) <= 100 for g in recent.generations)
-    assert all(recent.get(jid) == "q" for batch in batches[-28:] for jid in batch)  # 2 full generations
-    assert recent.get(batches[0][0]) is None
-    recent.add(["again"], "old")
-    for batch in batches[:15]:  # "again" moves into an older generation; add it to the newest too
-        recent.add(batch, "q")
-    recent.add(["again"], "old")
-    assert sum("again" in g for g in recent.generations) == 2
-    recent.discard(["again"])
-    assert recent.get("again") is None
-
-
-def test_the_id_cache_never_grows_a_dict_table_past_the_size_that_stalls() -> None:
-    # An OrderedDict of 100,000 ids grew its table at 87,381 (~15 ms in one insert, under load).
-    recent = RecentIds()
-    for start in range(0, 5 * GENERATION_SIZE, 100):
-        recent.add([str(i) for i in range(start, start + 100)], "q")
-    assert len(recent.generations) == GENERATIONS
-    grown: dict[str, None] = {}
-    for i in range(43_691):  # where a dict grown by inserts takes a table of 131,072 slots
-        grown[str(i)] = None
-    assert max(sys.getsizeof(g) for g in recent.generations) < sys.getsizeof(grown)
-    assert recent.get(str(5 * GENERATION_SIZE - 1)) == "q"
