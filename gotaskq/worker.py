@@ -604,8 +604,7 @@ class Worker:
         box = self._outbox.get(q)
         if box is None:
             box = self._outbox[q] = []
-        done = Completion(job.id, claimed.token, bounded_result(result), job.idempotency_key is not None)
-        box.append((claimed, done))
+        box.append((claimed, Completion.of(job, claimed.token, bounded_result(result))))
         # A new call when none waits to take the box and fewer than FLUSHES_PER_QUEUE are out
         if q not in self._starting and self._flushing.get(q, 0) < FLUSHES_PER_QUEUE:
             self._starting.add(q)

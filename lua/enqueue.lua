@@ -58,10 +58,7 @@ local seen = {}
 local pj = p .. 'j:'
 for i = first, last, 4 do
   local id, idem, fp = ARGV[i], '', ''
-  if ARGV[6] == '1' then
-    local _
-    _, _, _, idem, fp = options(ARGV[i + 3])
-  end
+  if ARGV[6] == '1' then idem, fp = select(4, options(ARGV[i + 3])) end
   local hit = false
   if idem ~= '' then
     hit = live(idem)

@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -103,12 +103,18 @@ def stop_process(proc: subprocess.Popen[Any], grace_s: float) -> None:
 
 
 @contextmanager
-def redis_server() -> Iterator[str]:
+def redis_server(
+    wrapper: Sequence[str] = (), extra: Sequence[str] = (), start_s: float = 10.0, stop_grace_s: float = 5.0
+) -> Iterator[str]:
+    """A redis-server on a free loopback port, without persistence, stopped by pid. ``wrapper``
+    runs it under another program (bench_redis_instructions: valgrind, which needs a longer
+    ``start_s``); ``extra`` are more server arguments."""
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     with tempfile.TemporaryDirectory(prefix="gotaskq-bench-") as tmp:
         port = free_port()
         proc = subprocess.Popen(
             [
+                *wrapper,
                 binary,
                 "--bind",
                 "127.0.0.1",
@@ -124,17 +130,18 @@ def redis_server() -> Iterator[str]:
                 "no",
                 "--logfile",
                 str(Path(tmp) / "redis.log"),
+                *extra,
             ],
         )
         url = f"redis://127.0.0.1:{port}/0"
         try:
             client = redis.Redis.from_url(url, socket_timeout=1)
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + start_s
             while True:
                 try:
                     client.ping()
                     break
-                except redis.ConnectionError:
+                except (redis.ConnectionError, redis.TimeoutError):
                     if proc.poll() is not None or time.monotonic() > deadline:
                         raise RuntimeError("redis-server did not start") from None
                     time.sleep(0.02)
@@ -142,7 +149,7 @@ def redis_server() -> Iterator[str]:
             log(f"redis-server pid {proc.pid} on {url}")
             yield url
         finally:
-            stop_process(proc, grace_s=5)
+            stop_process(proc, grace_s=stop_grace_s)
             log(f"redis-server pid {proc.pid} stopped")
 
 

@@ -60,6 +60,46 @@ async def measure(raw: redis.Redis, pid: int, n: int, step: Callable[[], Awaitab
     return {"cpu_us_per_job": (after_cpu - before_cpu) * 1e6 / n, "commands": top}
 
 
+# -- the phases, shared with bench_redis_instructions.py -------------------------------------------
+LEASE_MS = 60_000
+# The jobs have no idempotency key, and completions say so as the worker's do (a checkout from
+# before Completion.has_key, measured for comparison, has no such field).
+NO_KEY: dict[str, Any] = {"has_key": False} if "has_key" in Completion.__dataclass_fields__ else {}
+
+
+async def enqueue_bulk(backend: RedisBackend, n: int, per_call: int) -> None:
+    for start in range(0, n, per_call):
+        await backend.enqueue_many([NewJob.build("noop", PAYLOAD) for _ in range(start, min(n, start + per_call))])
+
+
+async def claim_all(backend: RedisBackend, n: int, leases: list[tuple[str, int]], lease_ms: int) -> None:
+    """Claims of 100 until ``leases`` holds n (job id, token)."""
+    while len(leases) < n:
+        batch = await backend.claim("default", 100, lease_ms)
+        if not batch.jobs:
+            break
+        leases.extend((c.job.id, c.token) for c in batch.jobs)
+
+
+async def complete_all(backend: RedisBackend, leases: list[tuple[str, int]], per_call: int) -> None:
+    for i in range(0, len(leases), per_call):
+        await backend.complete("default", [Completion(j, t, b"null", **NO_KEY) for j, t in leases[i : i + per_call]])
+
+
+async def steady_flow(backend: RedisBackend, n: int, batch_size: int, lease_ms: int) -> None:
+    """Each step enqueues ``batch_size`` jobs, claims as many and completes the batch claimed two
+    steps before, as a worker that keeps up does."""
+    running: list[list[Completion]] = []
+    for _ in range(0, n, batch_size):
+        await backend.enqueue_many([NewJob.build("noop", PAYLOAD) for _ in range(batch_size)])
+        batch = await backend.claim("default", batch_size, lease_ms)
+        running.append([Completion(c.job.id, c.token, b"null", **NO_KEY) for c in batch.jobs])
+        if len(running) > 2:
+            await backend.complete("default", running.pop(0))
+    for done in running:
+        await backend.complete("default", done)
+
+
 async def one_run(url: str, raw: redis.Redis, pid: int, args: argparse.Namespace) -> dict[str, Any]:
     raw.flushall()
     settings = Settings(redis_url=url, max_queue_depth=0, num_workers=0)
@@ -71,8 +111,7 @@ async def one_run(url: str, raw: redis.Redis, pid: int, args: argparse.Namespace
     out: dict[str, Any] = {}
 
     async def bulk() -> None:
-        for start in range(0, n, 1000):
-            await backend.enqueue_many([NewJob.build("noop", PAYLOAD) for _ in range(start, min(n, start + 1000))])
+        await enqueue_bulk(backend, n, 1000)
 
     async def single() -> None:
         it = iter(range(n))
@@ -86,31 +125,15 @@ async def one_run(url: str, raw: redis.Redis, pid: int, args: argparse.Namespace
     leases: list[tuple[str, int]] = []
 
     async def claim() -> None:
-        while len(leases) < n:
-            batch = await backend.claim("default", 100, 60_000)
-            if not batch.jobs:
-                break
-            leases.extend((c.job.id, c.token) for c in batch.jobs)
+        await claim_all(backend, n, leases, LEASE_MS)
 
     async def complete() -> None:
-        k = args.complete_batch
-        for i in range(0, len(leases), k):
-            done = [Completion(jid, tok, b"null", has_key=False) for jid, tok in leases[i : i + k]]
-            await backend.complete("default", done)
+        await complete_all(backend, leases, args.complete_batch)
 
     async def flow() -> None:
-        b = args.flow_batch
-        running: list[list[Completion]] = []
-        for _ in range(0, n, b):
-            await backend.enqueue_many([NewJob.build("noop", PAYLOAD) for _ in range(b)])
-            batch = await backend.claim("default", b, 60_000)
-            running.append([Completion(c.job.id, c.token, b"null", has_key=False) for c in batch.jobs])
-            if len(running) > 2:
-                await backend.complete("default", running.pop(0))
-        for done in running:
-            await backend.complete("default", done)
+        await steady_flow(backend, n, args.flow_batch, LEASE_MS)
 
-    await backend.enqueue_many([NewJob.build("noop", PAYLOAD) for _ in range(args.backlog)])
+    await enqueue_bulk(backend, args.backlog, 1000)
     steady = await measure(raw, pid, n, flow)
     out["flow"] = {"processed_cpu_us_per_job": steady["cpu_us_per_job"], "phases": {"flow": steady}}
     raw.flushall()

@@ -32,89 +32,46 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import redis
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core import free_port, stop_process
+from bench_core import redis_pid, redis_server
+from bench_redis_cost import claim_all, complete_all, enqueue_bulk, steady_flow
 
 from gotaskq import App
-from gotaskq.backends.base import Completion
 from gotaskq.backends.redis import RedisBackend
 from gotaskq.config import Settings
-from gotaskq.job import NewJob
 
-PAYLOAD = {"i": 0, "pad": "x" * 40}  # ~50 bytes, as bench_core
-# the jobs have no idempotency key, and completions say so as the worker's do (a checkout from
-# before Completion.has_key, measured for comparison, has no such field)
-NO_KEY: dict[str, Any] = {"has_key": False} if "has_key" in Completion.__dataclass_fields__ else {}
-START_DEADLINE_S = 120.0  # redis-server starts in seconds under valgrind, not milliseconds
+LEASE_MS = 600_000
+START_S = 120.0  # redis-server starts in seconds under valgrind, not milliseconds
+STOP_GRACE_S = 60.0  # and writes its last dump before it exits
 TOTALS = re.compile(rb"^(?:summary|totals):\s+(\d+)", re.M)
 
 
 class Counted:
-    """redis-server under callgrind; ``phase`` returns the instructions a step made it execute."""
+    """callgrind's control of a redis-server it runs: ``phase`` returns the instructions a step
+    made the server execute, and the dump of that step."""
 
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                f"--callgrind-out-file={tmp}/cg.out",
-                shutil.which("redis-server") or "/usr/bin/redis-server",
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(tmp),
-                "--hz",
-                "1",  # its timer's work is not a job's: as little of it as Redis allows
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.raw = redis.Redis.from_url(self.url, socket_timeout=30)
-        deadline = time.monotonic() + START_DEADLINE_S
-        while True:
-            try:
-                self.raw.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    self.stop()
-                    raise SystemExit("redis-server did not start under valgrind") from None
-                time.sleep(0.2)
+    def __init__(self, pid: int, out: Path) -> None:
+        self.pid = pid
+        self.out = out  # callgrind names the n-th dump <out>.<n>
         self.dumps = 0
 
     def _control(self, flag: str) -> None:
-        subprocess.run(["callgrind_control", flag, str(self.proc.pid)], check=True, capture_output=True, timeout=120)
+        subprocess.run(["callgrind_control", flag, str(self.pid)], check=True, capture_output=True, timeout=120)
 
     async def phase(self, step: Callable[[], Awaitable[None]]) -> tuple[int, Path]:
         self._control("-z")
         await step()
-        self._control("-d")
+        self._control("-d")  # the dump is written when the command returns
         self.dumps += 1
-        # callgrind names the n-th dump <out>.<n>; the files are written when the command returns
-        dump = self.tmp / f"cg.out.{self.dumps}"
+        dump = self.out.with_name(f"{self.out.name}.{self.dumps}")
         match = TOTALS.search(dump.read_bytes())
         if match is None:
             raise SystemExit(f"no instruction total in {dump}")
         return int(match.group(1)), dump
-
-    def stop(self) -> None:
-        stop_process(self.proc, 60)
 
 
 NAMED = re.compile(r"(c?fn)=\((\d+)\)(?: (.*))?$")
@@ -147,9 +104,8 @@ def hottest(dump: Path, top: int) -> str:
     return "\n".join(f"{100 * n / total:5.1f}% {n:>13,} {name}" for name, n in ranked)
 
 
-async def run(args: argparse.Namespace, server: Counted) -> dict[str, Any]:
-    settings = Settings(redis_url=server.url, max_queue_depth=0, num_workers=0)
-    app = App(settings, builtins=False)
+async def run(args: argparse.Namespace, url: str, server: Counted) -> dict[str, Any]:
+    app = App(Settings(redis_url=url, max_queue_depth=0, num_workers=0), builtins=False)
     await app.start()
     backend = app.backend
     assert isinstance(backend, RedisBackend)
@@ -157,32 +113,16 @@ async def run(args: argparse.Namespace, server: Counted) -> dict[str, Any]:
     leases: list[tuple[str, int]] = []
 
     async def enqueue() -> None:
-        for start in range(0, n, 100):
-            await backend.enqueue_many([NewJob.build("noop", PAYLOAD) for _ in range(start, min(n, start + 100))])
+        await enqueue_bulk(backend, n, 100)
 
     async def claim() -> None:
-        while len(leases) < n:
-            batch = await backend.claim("default", 100, 600_000)
-            if not batch.jobs:
-                break
-            leases.extend((c.job.id, c.token) for c in batch.jobs)
+        await claim_all(backend, n, leases, LEASE_MS)
 
     async def complete() -> None:
-        k = args.complete_batch
-        for i in range(0, len(leases), k):
-            await backend.complete("default", [Completion(j, t, b"null", **NO_KEY) for j, t in leases[i : i + k]])
+        await complete_all(backend, leases, args.complete_batch)
 
     async def flow() -> None:
-        b = args.flow_batch
-        running: list[list[Completion]] = []
-        for _ in range(0, n, b):
-            await backend.enqueue_many([NewJob.build("noop", PAYLOAD) for _ in range(b)])
-            batch = await backend.claim("default", b, 600_000)
-            running.append([Completion(c.job.id, c.token, b"null", **NO_KEY) for c in batch.jobs])
-            if len(running) > 2:
-                await backend.complete("default", running.pop(0))
-        for done in running:
-            await backend.complete("default", done)
+        await steady_flow(backend, n, args.flow_batch, LEASE_MS)
 
     counts: dict[str, int] = {}
     try:
@@ -191,7 +131,7 @@ async def run(args: argparse.Namespace, server: Counted) -> dict[str, Any]:
             if args.annotate:
                 print(f"--- {name}: hottest functions (own instructions)\n{hottest(dump, 25)}", file=sys.stderr)
         assert len(leases) == n, len(leases)
-        await backend.enqueue_many([NewJob.build("noop", PAYLOAD) for _ in range(args.backlog)])
+        await enqueue_bulk(backend, args.backlog, 1000)
         counts["flow"], dump = await server.phase(flow)
         if args.annotate:
             print(f"--- flow: hottest functions (own instructions)\n{hottest(dump, 25)}", file=sys.stderr)
@@ -216,11 +156,12 @@ def main() -> None:
             print(f"missing: {tool} (Debian: apt-get install valgrind redis-server)", file=sys.stderr)
             raise SystemExit(2)
     tmp = Path(tempfile.mkdtemp(prefix="gotaskq-instr-"))
-    server = Counted(tmp)
-    try:
-        per_job = asyncio.run(run(args, server))
+    out = tmp / "cg.out"
+    valgrind = ["valgrind", "--quiet", "--tool=callgrind", f"--callgrind-out-file={out}"]
+    try:  # --hz 1: the server's timer work is not a job's, as little of it as Redis allows
+        with redis_server(valgrind, ("--hz", "1"), START_S, STOP_GRACE_S) as url:
+            per_job = asyncio.run(run(args, url, Counted(redis_pid(url), out)))
     finally:
-        server.stop()
         if args.keep:
             print(f"callgrind dumps kept in {tmp} (one per phase, in order)", file=sys.stderr)
         else:

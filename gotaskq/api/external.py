@@ -127,9 +127,7 @@ async def complete(request: Request) -> Response:
     token = _token(obj)
     job = await _job(request)
     result = bounded_result(obj.get("result"))
-    (done,) = await app.backend.complete(
-        job.queue, [Completion(job.id, token, result, job.idempotency_key is not None)]
-    )
+    (done,) = await app.backend.complete(job.queue, [Completion.of(job, token, result)])
     if not done:
         raise StaleLease(f"lease on job {job.id} is no longer held")
     app.metrics.processed.labels(job.queue, "done").inc()

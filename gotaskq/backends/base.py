@@ -48,6 +48,11 @@ class Completion:
     # the store looks. Redis then skips a field lookup a job (~2,600 instructions, callgrind).
     has_key: bool | None = None
 
+    @classmethod
+    def of(cls, job: Job, token: int, result_json: bytes) -> Completion:
+        """The completion of a job known whole (claimed, or read): whether it has a key is known."""
+        return cls(job.id, token, result_json, job.idempotency_key is not None)
+
 
 @dataclass(slots=True, frozen=True)
 class FailOutcome:

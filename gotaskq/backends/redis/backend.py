@@ -85,6 +85,11 @@ _LIMITED = {1: "concurrency", 2: "rate_limit"}  # claim.lua's "limited" answer
 _HAS_KEY = {True: "1", False: "0", None: "?"}  # complete.lua's flag: the job has an idempotency key
 
 
+def _completion_args(c: Completion) -> tuple[str, int, bytes, str]:
+    """One job's arguments to complete.lua."""
+    return c.job_id, c.token, c.result_json, _HAS_KEY[c.has_key]
+
+
 class NotReplicated(BackendUnavailable):
     """REDIS_MIN_REPLICAS_ACK replicas did not confirm a write in time: it may not survive a failover."""
 
@@ -823,7 +828,7 @@ class RedisBackend:
             return await self.complete(queue, done), await self.claim(queue, count, lease_ms)
         args: list[Any] = [self._done_ttl_ms]
         for c in done:
-            args.extend((c.job_id, c.token, c.result_json, _HAS_KEY[c.has_key]))
+            args.extend(_completion_args(c))
         async with guard():
             pipe = Commands()
             for name, script_args in (("complete", args), ("claim", self._claim_args(count, lease_ms))):
@@ -863,7 +868,7 @@ class RedisBackend:
         return await self._chunked("extend_lease", queue, [lease_ms], leases)
 
     async def complete(self, queue: str, done: Sequence[Completion]) -> list[bool]:
-        items = [(c.job_id, c.token, c.result_json, _HAS_KEY[c.has_key]) for c in done]
+        items = [_completion_args(c) for c in done]
         return await self._chunked("complete", queue, [self._done_ttl_ms], items, acked=True)
 
     async def fail(
