@@ -301,7 +301,8 @@ async def test_deadline_tells_its_cancel_from_another() -> None:
         async def body() -> tuple[bool, int]:
             task = asyncio.current_task()
             assert task is not None
-            deadline = worker_module._Deadline(task, 0.01 if fire else 60, worker_module._Timers())
+            deadline = worker_module._Deadlines().new(task)
+            deadline.start(0.01 if fire else 60)
             try:
                 if cancel_too:
                     asyncio.get_running_loop().call_later(0.02, task.cancel)
