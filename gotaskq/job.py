@@ -555,6 +555,8 @@ def decode_errors(raw: bytes | str | None) -> list[dict[str, Any]]:
 
 def bounded_result(value: JSONValue) -> bytes:
     """Serialise a handler's return value, replacing it by a marker when too big or not JSON."""
+    if value is None:  # what most handlers return
+        return b"null"
     try:
         raw = orjson.dumps(value)
     except (TypeError, orjson.JSONEncodeError):

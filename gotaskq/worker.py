@@ -637,7 +637,7 @@ class Worker:
                 # next sync job does not start its timeout while waiting for a free thread.
                 thread.add_done_callback(functools.partial(self._free_slot, q))
             else:
-                self._free_slot(q)
+                self._unreserve(q, 1)
             qm.duration.observe(time.perf_counter() - t0)
         if error is None:
             return await self._complete(claimed, result)
@@ -717,9 +717,7 @@ class Worker:
                         log.error("recording the outcome failed (%s)", why, extra=_extra(claimed.job))
                         self._settle(claimed)
                     continue
-                for (claimed, _), ok in zip(batch, oks, strict=True):
-                    self._completed(claimed.job, ok)
-                    self._settle(claimed)
+                self._completed_batch(queue, batch, oks)
                 self._listed_done[queue] = time.monotonic() + self.settings.complete_job_ttl + 2 * RECOVERY_SLACK_S
         finally:
             self._flushing[queue] -= 1
@@ -742,6 +740,21 @@ class Worker:
         finally:
             self._unreserve(queue, want - got)
         return oks
+
+    def _completed_batch(self, queue: str, batch: list[tuple[Claimed, Completion]], oks: list[bool]) -> None:
+        """_completed and _settle for a call's jobs, the done count added once."""
+        debug = log.isEnabledFor(logging.DEBUG)
+        done = 0
+        for (claimed, _), ok in zip(batch, oks, strict=True):
+            if ok:
+                done += 1
+                if debug:
+                    log.debug("job done", extra=_extra(claimed.job))
+            else:
+                self._stale(claimed.job, "completion")
+            self._settle(claimed)
+        if done:
+            self._queue_metrics(queue).done.inc(done)
 
     def _completed(self, job: Job, ok: bool) -> None:
         if ok:
