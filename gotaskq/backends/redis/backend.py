@@ -810,10 +810,9 @@ class RedisBackend:
         got, rest = divmod(len(res) - 4, CLAIM_ROW)
         if rest:  # a short row would shift every later job's fields: refuse the reply whole
             raise BackendUnavailable(f"claim.lua answered {len(res)} elements, not 4 + {CLAIM_ROW} a job")
-        claimed.extend(
-            Claimed(job, job.lease)
-            for job in (claimed_job(queue, res[i : i + CLAIM_ROW], now) for i in range(4, len(res), CLAIM_ROW))
-        )
+        for i in range(4, len(res), CLAIM_ROW):
+            job = claimed_job(queue, res[i : i + CLAIM_ROW], now)
+            claimed.append(Claimed(job, job.lease))
         if got < want or len(claimed) >= count:
             return ClaimBatch(claimed, None if res[0] == -1 else int(res[0]), now, res[2] == 1, _LIMITED.get(res[3]))
         return None

@@ -80,9 +80,9 @@ def claimed_job(queue: str, row: list[bytes], now: int) -> Job:
         maxr,  # max_retries
         timeout,
         None if run is None else int(run),  # run_at
-        opt_text(idem),  # idempotency_key
-        opt_text(err),  # last_error
-        decode_errors(errs),  # errors
+        None if idem is None else idem.decode(),  # idempotency_key (inline: a call costs ~60 ns)
+        None if err is None else err.decode(),  # last_error
+        [] if errs is None else decode_errors(errs),  # errors
         None,  # result
         int(ca),  # created_at
         now,  # updated_at
