@@ -317,6 +317,35 @@ async def test_deadline_tells_its_cancel_from_another() -> None:
     assert await run(fire=False, cancel_too=True) == (False, 1)
 
 
+async def test_a_sooner_deadline_rearms_the_shared_timer() -> None:
+    """One timer serves every runner, armed for the earliest deadline: a short timeout that
+    starts while a long one is armed still fires on time, and the long one stays armed."""
+    deadlines = worker_module._Deadlines()
+    loop = asyncio.get_running_loop()
+
+    async def body(seconds: float) -> tuple[bool, float]:
+        task = asyncio.current_task()
+        assert task is not None
+        deadline = deadlines.new(task)
+        deadline.start(seconds)
+        t0 = loop.time()
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            pass
+        return deadline.settle(), loop.time() - t0
+
+    long = asyncio.create_task(body(60))
+    await asyncio.sleep(0.01)
+    assert 59 < deadlines.armed_at - loop.time() <= 60.02
+    fired, took = await asyncio.create_task(body(0.05))
+    assert fired and 0.05 <= took < 1.0
+    assert 59 < deadlines.armed_at - loop.time() <= 60.02, "the long deadline must be armed again"
+    long.cancel()
+    settled, _ = await long
+    assert settled is False, "a cancel from elsewhere is not the deadline's"
+
+
 async def test_job_timeout_counts_as_a_failure(pool: Pool) -> None:
     app = await pool.app()
     cancelled = asyncio.Event()
