@@ -137,6 +137,15 @@ def test_bench_worker_and_bench_redis_cost_report_cpu_per_job() -> None:
     assert set(cost["last_run_commands"]["flow"]) >= {"evalsha", "hset", "zadd"}
 
 
+def test_bench_worker_instructions_counts_the_drain_under_callgrind() -> None:
+    need("redis-server")
+    need("valgrind")
+    (line,) = run_script("bench_worker_instructions.py", "--n", "200", "--concurrency", "10")
+    assert (line["bench"], line["n"], line["concurrency"]) == ("worker_instructions", 200, 10)
+    # a no-op job costs the worker tens of thousands of instructions; start-up is not counted
+    assert 10_000 < line["instructions_per_job"] < 2_000_000
+
+
 def test_bench_redis_instructions_counts_each_phase_under_callgrind() -> None:
     need("redis-server")
     need("valgrind")
