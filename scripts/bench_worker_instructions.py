@@ -2,7 +2,7 @@
 """Worker instructions per processed no-op job, counted by callgrind (issue 15): one JSON line.
 
 The worker's CPU time per job (``bench_worker.py``) swings on this VM far more than one change
-saves: the same commit drained at 13-24 us a job within one hour and at 28-30 in another. An
+saves: the same commit drained at 28-30 us a job at 07:45 and at 17-22 half an hour later. An
 instruction count does not swing. This runs ``python -m gotaskq worker`` under valgrind's
 callgrind, enqueues ``--n`` jobs of the built-in async ``noop`` type into a paused queue (as
 bench_worker does), waits until the worker is registered and idle, zeroes the counters, resumes
