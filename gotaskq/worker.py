@@ -22,6 +22,7 @@ from .backends.base import Backend, ClaimBatch, Claimed, Completion, FailOutcome
 from .backoff import retry_delay
 from .errors import BackendUnavailable, GotaskqError, QueueNotFound, StaleLease
 from .job import Job, bounded_result, iso_ms, now_ms, progress_entry
+from .loop_metrics import CounterChild, HistogramChild
 from .scheduler import Scheduler
 from .states import JobStatus
 
@@ -59,9 +60,9 @@ class _QueueMetrics:
     """A queue's per-job metric children, found with one lookup (three tuple-keyed lookups,
     with now_ms(), were ~1 us of a no-op job)."""
 
-    wait: Any
-    duration: Any
-    done: Any
+    wait: HistogramChild
+    duration: HistogramChild
+    done: CounterChild
 
 
 @dataclass(slots=True)
@@ -142,6 +143,13 @@ class _Deadlines:
         self.armed_at = math.ceil(due / self.TICK) * self.TICK
         self._timer = asyncio.get_running_loop().call_at(self.armed_at, self._fire)
 
+    def close(self) -> None:
+        """No wake-up after the runners are gone (an API process's loop runs on)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.armed_at = math.inf
+
     def _fire(self) -> None:
         self._timer = None
         self.armed_at = math.inf
@@ -178,7 +186,7 @@ class _Deadline:
         self.expired = False
         self.running = True
         self.due = due = self.clock() + seconds
-        if due < self.owner.armed_at:
+        if due <= self.owner.armed_at - self.owner.TICK:  # sooner than the armed slot
             self.owner.arm(due)
 
     def expire(self) -> None:
@@ -204,6 +212,8 @@ class _Progress:
         self.loop = loop
 
     async def report(self, job: Job, percent: float, message: str | None) -> dict[str, Any] | None:
+        # job.lease is the token the job was claimed with (Claimed: every backend hands out its
+        # own copy, which later transitions of the stored job do not touch)
         entry = progress_entry(percent, message, now_ms())
         if await self.backend.report_progress(job.queue, job.id, job.lease, entry):
             return entry
@@ -307,6 +317,7 @@ class Worker:
         # have its completion applied; releasing that job is then refused by its token.
         self._abandon = True
         await _cancel(runners)
+        self._deadlines.close()
         await _cancel(list(self._deferred))
         await _cancel([heartbeat])
         await self._release_abandoned()
@@ -607,8 +618,8 @@ class Worker:
         trace: str | None = None
         result: Any = None
         thread: asyncio.Future[Any] | None = None
-        deadline.start(job.timeout)
         qm = self._queue_metrics(q)
+        deadline.start(job.timeout)  # the last step before the try, whose finally settles it
         job.reporter = self._progress
         try:
             qm.wait.observe(max(0.0, time.time() - (job.run_at or job.created_at) / 1000))

@@ -327,8 +327,8 @@ async def test_a_sooner_deadline_rearms_the_shared_timer() -> None:
         task = asyncio.current_task()
         assert task is not None
         deadline = deadlines.new(task)
-        deadline.start(seconds)
         t0 = loop.time()
+        deadline.start(seconds)
         try:
             await asyncio.sleep(5)
         except asyncio.CancelledError:

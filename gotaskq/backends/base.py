@@ -24,7 +24,9 @@ class Enqueued:
 
 @dataclass(slots=True)  # not frozen, as Completion: made for every job, and a frozen init costs ~2x
 class Claimed:
-    """A job handed to a worker, with the lease token that fences every later write."""
+    """A job handed to a worker, with the lease token that fences every later write. The token
+    is also ``job.lease``: a backend hands out a copy of the job leased with it (the worker's
+    progress reports fence with ``job.lease``)."""
 
     job: Job
     token: int
