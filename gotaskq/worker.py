@@ -720,7 +720,7 @@ class Worker:
                 except BackendUnavailable:  # retried in the background, each on its own
                     for claimed, item in batch:
                         retry = functools.partial(self._complete_one, queue, item)
-                        self._later(claimed, retry, functools.partial(self._completed, claimed.job))
+                        self._later(claimed, retry, functools.partial(self._completed_one, claimed.job))
                     continue
                 except Exception as exc:  # (a shutdown's cancel passes: the held leases are released)
                     why = f"{type(exc).__name__}: {exc}"
@@ -728,7 +728,9 @@ class Worker:
                         log.error("recording the outcome failed (%s)", why, extra=_extra(claimed.job))
                         self._settle(claimed)
                     continue
-                self._completed_batch(queue, batch, oks)
+                self._completed(queue, [claimed.job for claimed, _ in batch], oks)
+                for claimed, _ in batch:
+                    self._settle(claimed)
                 self._listed_done[queue] = time.monotonic() + self.settings.complete_job_ttl + 2 * RECOVERY_SLACK_S
         finally:
             self._flushing[queue] -= 1
@@ -752,28 +754,22 @@ class Worker:
             self._unreserve(queue, want - got)
         return oks
 
-    def _completed_batch(self, queue: str, batch: list[tuple[Claimed, Completion]], oks: list[bool]) -> None:
-        """_completed and _settle for a call's jobs, the done count added once."""
+    def _completed(self, queue: str, jobs: Sequence[Job], oks: Sequence[bool]) -> None:
+        """Count a completion call's done jobs (once for the call) and report its stale ones."""
         debug = log.isEnabledFor(logging.DEBUG)
         done = 0
-        for (claimed, _), ok in zip(batch, oks, strict=True):
+        for job, ok in zip(jobs, oks, strict=True):
             if ok:
                 done += 1
                 if debug:
-                    log.debug("job done", extra=_extra(claimed.job))
+                    log.debug("job done", extra=_extra(job))
             else:
-                self._stale(claimed.job, "completion")
-            self._settle(claimed)
+                self._stale(job, "completion")
         if done:
             self._queue_metrics(queue).done.inc(done)
 
-    def _completed(self, job: Job, ok: bool) -> None:
-        if ok:
-            self._queue_metrics(job.queue).done.inc()
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("job done", extra=_extra(job))
-        else:
-            self._stale(job, "completion")
+    def _completed_one(self, job: Job, ok: bool) -> None:
+        self._completed(job.queue, [job], [ok])
 
     def _stale(self, job: Job, what: str) -> None:
         self.metrics.stale.inc()

@@ -50,6 +50,19 @@ STOP_GRACE_S = 60.0  # and writes its last dump before it exits
 TOTALS = re.compile(rb"^(?:summary|totals):\s+(\d+)", re.M)
 
 
+def require_callgrind() -> None:
+    """Exit 2 with a message unless valgrind and redis-server are installed."""
+    for tool in ("valgrind", "callgrind_control", "redis-server"):
+        if shutil.which(tool) is None:
+            print(f"missing: {tool} (Debian: apt-get install valgrind redis-server)", file=sys.stderr)
+            raise SystemExit(2)
+
+
+def callgrind_control(flag: str, pid: int) -> None:
+    """``-z`` zeroes the counters of callgrind's process ``pid``, ``-d`` dumps them (written when this returns)."""
+    subprocess.run(["callgrind_control", flag, str(pid)], check=True, capture_output=True, timeout=120)
+
+
 class Counted:
     """callgrind's control of a redis-server it runs: ``phase`` returns the instructions a step
     made the server execute, and the dump of that step."""
@@ -60,7 +73,7 @@ class Counted:
         self.dumps = 0
 
     def _control(self, flag: str) -> None:
-        subprocess.run(["callgrind_control", flag, str(self.pid)], check=True, capture_output=True, timeout=120)
+        callgrind_control(flag, self.pid)
 
     async def phase(self, step: Callable[[], Awaitable[None]]) -> tuple[int, Path]:
         self._control("-z")
@@ -151,10 +164,7 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the callgrind dumps (callgrind_annotate reads them)")
     ap.add_argument("--annotate", action="store_true", help="print each phase's hottest functions to stderr")
     args = ap.parse_args()
-    for tool in ("valgrind", "callgrind_control", "redis-server"):
-        if shutil.which(tool) is None:
-            print(f"missing: {tool} (Debian: apt-get install valgrind redis-server)", file=sys.stderr)
-            raise SystemExit(2)
+    require_callgrind()
     tmp = Path(tempfile.mkdtemp(prefix="gotaskq-instr-"))
     out = tmp / "cg.out"
     valgrind = ["valgrind", "--quiet", "--tool=callgrind", f"--callgrind-out-file={out}"]

@@ -33,7 +33,7 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_core import redis_server, stop_process
-from bench_redis_instructions import TOTALS
+from bench_redis_instructions import TOTALS, callgrind_control, require_callgrind
 from bench_worker import ENQUEUE, QUEUE, RESUME, ROOT, git_sha
 
 START_S = 240.0  # imports under valgrind take ~20 s here; a slower machine gets room
@@ -51,10 +51,6 @@ def wait_for(what: str, done: Callable[[], bool], limit_s: float, alive: subproc
         time.sleep(0.05)
 
 
-def control(flag: str, pid: int) -> None:
-    subprocess.run(["callgrind_control", flag, str(pid)], check=True, capture_output=True, timeout=120)
-
-
 def measure(url: str, args: argparse.Namespace, out: Path) -> int:
     env = {**os.environ, "PYTHONPATH": str(args.root)}
     subprocess.run([sys.executable, "-c", ENQUEUE, url, str(args.n)], check=True, env=env, cwd=args.root)
@@ -66,10 +62,10 @@ def measure(url: str, args: argparse.Namespace, out: Path) -> int:
     try:
         wait_for("the worker to register", lambda: bool(raw.exists("gtq:workers")), START_S, worker)
         time.sleep(IDLE_S)
-        control("-z", worker.pid)
+        callgrind_control("-z", worker.pid)
         subprocess.run([sys.executable, "-c", RESUME, url], check=True, env=env, cwd=args.root)
         wait_for("the drain", lambda: raw.zcard(p + "ready") + raw.zcard(p + "running") == 0, DRAIN_S, worker)
-        control("-d", worker.pid)  # written when the command returns: <out>.1
+        callgrind_control("-d", worker.pid)  # written when the command returns: <out>.1
     finally:
         stop_process(worker, grace_s=60)
         raw.close()
@@ -85,10 +81,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=50, help="NUM_WORKERS of the worker (default 50)")
     ap.add_argument("--root", type=Path, default=ROOT, help="the gotaskq checkout to measure (default: this one)")
     args = ap.parse_args()
-    for tool in ("valgrind", "callgrind_control", "redis-server"):
-        if shutil.which(tool) is None:
-            print(f"missing: {tool} (Debian: apt-get install valgrind redis-server)", file=sys.stderr)
-            raise SystemExit(2)
+    require_callgrind()
     tmp = Path(tempfile.mkdtemp(prefix="gotaskq-winstr-"))
     try:
         with redis_server() as url:
