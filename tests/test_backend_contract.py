@@ -182,6 +182,33 @@ async def test_enqueue_run_at_in_the_past_is_pending(backend: Backend) -> None:
     await invariants(backend, job.id)
 
 
+async def test_a_claimed_job_carries_what_it_was_enqueued_with(backend: Backend) -> None:
+    """The claim hands the handler the job as stored: its created time, a delayed job's run_at
+    once due, its idempotency key, and after a failed attempt its error; a job with none of
+    them has None there (the Redis claim reads those fields only for a job that has them)."""
+    plain = await enq(backend, payload={"k": "plain"})
+    keyed = await enq(backend, payload={"k": "keyed"}, idempotency_key="claim-me")
+    later = await enq(backend, payload={"k": "later"}, delay=0.05)
+    await asyncio.sleep(0.3)
+    batch = await backend.claim("default", 3, LEASE_MS)
+    got = {c.job.id: c for c in batch.jobs}
+    assert set(got) == {plain.id, keyed.id, later.id}
+    for enqueued in (plain, keyed, later):
+        job = got[enqueued.id].job
+        assert (job.payload, job.created_at, job.attempts) == (enqueued.payload, enqueued.created_at, 1)
+        assert job.idempotency_key == enqueued.idempotency_key
+        assert job.last_error is None and job.errors == []
+    assert got[plain.id].job.run_at is None and got[keyed.id].job.run_at is None
+    assert got[later.id].job.run_at == later.run_at
+    c = got[plain.id]
+    assert (await backend.fail(c.job, c.token, "boom", 0)).status is S.SCHEDULED
+    again = await claim_one(backend)
+    assert again.job.id == plain.id and again.job.attempts == 2
+    assert (again.job.created_at, again.job.last_error) == (plain.created_at, "boom")
+    assert [e["error"] for e in again.job.errors] == ["boom"]
+    assert again.job.run_at is not None
+
+
 async def test_enqueue_into_unknown_queue(backend: Backend) -> None:
     with pytest.raises(QueueNotFound):
         await backend.enqueue(spec(queue="nope"))

@@ -610,6 +610,43 @@ async def test_jobs_stored_field_by_field_still_run_through_every_transition(
     assert fetched is not None and (fetched.type, fetched.payload, fetched.status) == ("old", {"v": 2}, S.PENDING)
 
 
+async def test_jobs_stored_with_a_ca_field_keep_their_created_time_and_place(
+    make_redis: Callable[..., Any], raw: redis.Redis
+) -> None:
+    """Until m carried the created time (and the mark that spares claim the run and idem reads),
+    a job kept it in a ca field and m had two lines: an upgrade claims such jobs with their
+    created time and key, puts them back in line by it (release, the recovery pass), and
+    get_job shows it."""
+    b: RedisBackend = await make_redis()
+    jobs = [e.job for e in await b.enqueue_many([spec() for _ in range(2)])]
+    p = keys.queue_prefix("default")
+    ca = int(time.time() * 1000) - 60_000
+    for j, idem in zip(jobs, ("old-key", None), strict=True):
+        stored = raw.hgetall(f"{p}j:{j.id}")
+        assert b"ca" not in stored and stored[b"m"].endswith(b"\n%d-" % j.created_at)
+        raw.delete(f"{p}j:{j.id}")
+        fields: dict[str, Any] = {"m": "old\n0 3 5000", "p": '{"v":1}', "ca": ca, "st": "PENDING"}
+        if idem:
+            fields["idem"] = idem
+        raw.hset(f"{p}j:{j.id}", mapping=fields)
+    keyed, plain = jobs
+    batch = await b.claim("default", 2, 1)  # a 1 ms lease: the recovery pass takes plain back
+    got = {c.job.id: c for c in batch.jobs}
+    assert {jid: (c.job.type, c.job.created_at, c.job.idempotency_key) for jid, c in got.items()} == {
+        keyed.id: ("old", ca, "old-key"),
+        plain.id: ("old", ca, None),
+    }
+    assert await b.release("default", [(keyed.id, got[keyed.id].token)]) == [True]
+    await asyncio.sleep(0.05)
+    assert (await b.recover_expired("default")).requeued == [plain.id]
+    assert {m: int(s) for m, s in raw.zrange(f"{p}ready", 0, -1, withscores=True)} == {
+        keyed.id.encode(): ca,
+        plain.id.encode(): ca,
+    }
+    fetched = await b.get_job(plain.id)
+    assert fetched is not None and (fetched.created_at, fetched.status) == (ca, S.PENDING)
+
+
 async def test_the_recovery_pass_deletes_expired_done_records(make_redis: Callable[..., Any], raw: redis.Redis) -> None:
     """With no later completion in the queue, the worker's recovery pass deletes DONE records
     past COMPLETE_JOB_TTL (no PEXPIRE a job: the done set says when), a bounded slice a call,
