@@ -547,6 +547,34 @@ async def test_complete_with_a_stale_token_changes_nothing(backend: Backend) -> 
     await invariants(backend, a.id, b.id)
 
 
+async def test_one_completion_call_mixes_null_results_keys_and_stale_tokens(backend: Backend) -> None:
+    """A call of only null results without keys (Redis: two arguments a job) and a mixed call
+    (four) settle each job by its own token, store each result, and keep a keyed job's replay."""
+    plain = [await enq(backend) for _ in range(3)]
+    keyed = await enq(backend, idempotency_key="mixed-call")
+    batch = await backend.claim("default", 4, LEASE_MS)
+    c = {x.job.id: x for x in batch.jobs}
+    first = [Completion.of(c[j.id].job, c[j.id].token + (j is plain[1]), b"null") for j in plain[:2]]
+    assert all(x.has_key is False for x in first)
+    assert await backend.complete("default", first) == [True, False]
+    mixed = [
+        Completion.of(c[plain[1].id].job, c[plain[1].id].token, b"null"),
+        Completion.of(c[plain[2].id].job, c[plain[2].id].token, b'{"n": 2}'),
+        Completion.of(c[keyed.id].job, c[keyed.id].token, b"null"),
+    ]
+    assert await backend.complete("default", mixed) == [True, True, True]
+    got = {j.id: await backend.get_job(j.id) for j in (*plain, keyed)}
+    assert {jid: (j.status, j.result) for jid, j in got.items() if j is not None} == {
+        plain[0].id: (S.DONE, None),
+        plain[1].id: (S.DONE, None),
+        plain[2].id: (S.DONE, {"n": 2}),
+        keyed.id: (S.DONE, None),
+    }
+    again = await backend.enqueue(spec(idempotency_key="mixed-call"))
+    assert not again.created and again.job.id == keyed.id and again.job.status is S.DONE
+    await invariants(backend, *(j.id for j in (*plain, keyed)))
+
+
 async def test_fail_with_retries_left_schedules_a_retry(backend: Backend) -> None:
     job = await enq(backend, max_retries=2)
     c = await claim_one(backend)

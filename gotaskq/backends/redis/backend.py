@@ -85,9 +85,12 @@ _LIMITED = {1: "concurrency", 2: "rate_limit"}  # claim.lua's "limited" answer
 _HAS_KEY = {True: "1", False: "0", None: "?"}  # complete.lua's flag: the job has an idempotency key
 
 
-def _completion_args(c: Completion) -> tuple[str, int, bytes, str]:
-    """One job's arguments to complete.lua."""
-    return c.job_id, c.token, c.result_json, _HAS_KEY[c.has_key]
+def _completion_items(done: Sequence[Completion]) -> tuple[int, list[tuple[Any, ...]]]:
+    """complete.lua's arguments a job, and each job's: two (id, token) when every job returned
+    null and has no idempotency key (the common batch), else four."""
+    if all(c.has_key is False and c.result_json == b"null" for c in done):
+        return 2, [(c.job_id, c.token) for c in done]
+    return 4, [(c.job_id, c.token, c.result_json, _HAS_KEY[c.has_key]) for c in done]
 
 
 class NotReplicated(BackendUnavailable):
@@ -825,9 +828,10 @@ class RedisBackend:
         one; replica acks WAIT after the completion), two calls."""
         if self.cluster or self.settings.redis_min_replicas_ack or len(done) > CHUNK or count > CLAIM_CHUNK:
             return await self.complete(queue, done), await self.claim(queue, count, lease_ms)
-        args: list[Any] = [self._done_ttl_ms]
-        for c in done:
-            args.extend(_completion_args(c))
+        arity, items = _completion_items(done)
+        args: list[Any] = [self._done_ttl_ms, arity]
+        for item in items:
+            args.extend(item)
         async with guard():
             pipe = Commands()
             for name, script_args in (("complete", args), ("claim", self._claim_args(count, lease_ms))):
@@ -867,8 +871,8 @@ class RedisBackend:
         return await self._chunked("extend_lease", queue, [lease_ms], leases)
 
     async def complete(self, queue: str, done: Sequence[Completion]) -> list[bool]:
-        items = [_completion_args(c) for c in done]
-        return await self._chunked("complete", queue, [self._done_ttl_ms], items, acked=True)
+        arity, items = _completion_items(done)
+        return await self._chunked("complete", queue, [self._done_ttl_ms, arity], items, acked=True)
 
     async def fail(
         self,
