@@ -40,16 +40,15 @@ first, FIFO within a priority, and a job that waited long enough overtakes newer
 ones: aging); delayed = run_at ms; running = lease deadline ms (Redis TIME); dead = death ms.
 
 Job hash fields (few and short: each field read or written costs Redis time at every step):
-m = "type\npriority max_retries timeout_ms\n<created ms><mark>" (the small immutable fields,
-written once: the first two lines as the client packed them, the third by enqueue; the mark is
-"-" when the job has no run or idem field, "+" when it may: claim reads those only then),
-p (payload JSON: a field of its own, so a small job stays a compact listpack, whose values may
-be 64 bytes at most), st, att (absent = 0), run (run_at ms), idem, fp, err, errs (JSON list),
-res (JSON), prog (JSON), lms (lease ms of an external claim), ua, sa, fa (updated/started/
-finished ms; the updated time is the latest of these and the created one: claim and complete
-skip ua), lease (fencing token, only ever increases); res is absent for a null result.
-Older layouts, which every script that reads them still takes: m of two lines with the created
-time in a ca field; before ``m``, type, payload, pri, maxr, tmo and ca fields.
+m = "type\npriority max_retries timeout_ms" (the small immutable fields, written once by enqueue
+as the client packed them; a tab ends it when the job has no delay, run_at or idempotency key,
+so claim need not read run and idem), p (payload JSON: a field of its own, so a small job stays a compact
+listpack, whose values may be 64 bytes at most), st, att (absent = 0), run (run_at ms), idem, fp, err, errs
+(JSON list), res (JSON), prog (JSON), lms (lease ms of an external claim), ca, ua, sa, fa
+(created/updated/started/finished ms; the updated time is the latest of the four: claim and
+complete skip ua), lease (fencing token, only ever increases); res is absent for a null result.
+Jobs written before ``m`` have type, payload, pri, maxr, tmo fields instead; every script that
+reads them takes either form.
 """
 
 from __future__ import annotations

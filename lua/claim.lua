@@ -16,12 +16,12 @@
 --          in-process claim of an external queue; else {next_due_ms|-1, now, idle, limited, job, job, ...} where
 --          idle is 1 when the queue holds no ready, delayed or running job after this call,
 --          limited is 1 (concurrency) or 2 (rate limit) when ready jobs were held back (next_due
---          is then when to try again), and each job is 6 elements in a row: id, lease, attempts,
---          m, payload, more (m: "type\npriority max_retries timeout_ms\n<created ms><mark>", see
---          enqueue.lua; a job written before that has no third line). more is nil for a job with
---          nothing else to read (the common one), else {run, idem, ca, err, errs}, ca only for a
---          job whose m has no third line. One flat array but for those: Redis turns each nested
---          table into a reply of its own (seven field probes and a deferred length), ~0.5 us.
+--          is then when to try again), and each job is 7 elements in a row: id, lease, attempts,
+--          m, payload, ca, more (m: "type\npriority max_retries timeout_ms", a tab after it for
+--          a job enqueued with no delay, run_at or idempotency key, see enqueue.lua). more is nil
+--          for such a job claimed for the first time (the common one), else {run, idem, err,
+--          errs}. One flat array but for those: Redis turns each nested table into a reply of
+--          its own (seven field probes and a deferred length), ~0.5 us a job.
 local rcall = redis.call
 local p = KEYS[1]
 local meta, ready, delayed, running = KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -105,34 +105,34 @@ local function text(n)
   end
   return v
 end
--- Two calls a job (read, write; a third for the rest of a job that has more, see m's mark in
--- enqueue.lua) and one ZADD for the batch: each redis.call costs about a microsecond, each field
--- read or written (present or not) a few tenths more; this runs for every job.
+-- Two calls a job (read, write; a third for the rest of a job that may have more, see m's tab)
+-- and one ZADD for the batch: each redis.call costs about a microsecond, each field read or
+-- written (present or not, ~1,500 instructions) a few tenths more; this runs for every job.
 -- ua is not written: a job's updated time is its latest transition time (sa here).
 local leased = {}
 local pj = p .. 'j:'
 local n = #out
-local byte, PLAIN = string.byte, 45  -- 45: '-', the mark of a job with nothing more to read
+local byte, PLAIN = string.byte, 9  -- 9: the tab that ends m of a job with nothing more to read
 for i = 1, #popped do
   local id = popped[i]
   local jk = pj .. id
-  local f = rcall('HMGET', jk, 'lease', 'att', 'm', 'p')
+  local f = rcall('HMGET', jk, 'lease', 'att', 'm', 'p', 'ca')
   if not f[3] then  -- written before m: its fields one by one
     local o = rcall('HMGET', jk, 'type', 'payload', 'pri', 'maxr', 'tmo')
     f[3], f[4] = o[1] .. '\n' .. (o[3] or '0') .. ' ' .. o[4] .. ' ' .. o[5], o[2]
   end
-  -- the rest only for a job that has it: claimed before (errors; run set by a retry, replay or
-  -- run-now), marked "+" at enqueue (run, idem), or written before the mark (ca too)
+  -- the rest only for a job that may have it: claimed before (errors; run set by a retry,
+  -- replay or run-now), or enqueued without the tab (run, idem; or by an older version)
   local more = false
-  if f[2] or byte(f[3], -1) ~= PLAIN then more = rcall('HMGET', jk, 'run', 'idem', 'ca', 'err', 'errs') end
+  if f[2] or byte(f[3], -1) ~= PLAIN then more = rcall('HMGET', jk, 'run', 'idem', 'err', 'errs') end
   local lease = tonumber(f[1] or 0) + 1
   local att = tonumber(f[2] or 0) + 1
   rcall('HSET', jk, 'lease', text(lease), 'att', text(att), 'st', 'RUNNING', 'sa', now_s)
   if external then rcall('HSET', jk, 'lms', ARGV[2]) end
   leased[2 * i - 1] = deadline
   leased[2 * i] = id
-  out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5], out[n + 6] = id, lease, att, f[3], f[4], more
-  n = n + 6
+  out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5], out[n + 6], out[n + 7] = id, lease, att, f[3], f[4], f[5], more
+  n = n + 7
 end
 -- The running set is kept in the skiplist encoding: in the compact listpack one (a set of up to
 -- 128 members) each ZADD of a member scans and moves the whole list, 4 us a job at 50 running

@@ -9,10 +9,11 @@
 -- ARGV[7]  "1": check only (a batch spanning queues asks every queue before writing to any)
 -- ARGV[8..] four arguments per job: id, m, payload, options. m = "type\npriority max_retries
 --          timeout_ms" is the job's small immutable fields in one hash field (each field costs
---          Redis time at enqueue and claim), stored with a third line: the created time and a
---          mark, "-" when the job has no run or idem field, "+" when it may (claim reads those
---          fields only then: each field read costs ~1,500 instructions, present or not); so the
---          field m holds "type\npriority max_retries timeout_ms\n<created ms>-". The payload is a field of its own, so
+--          Redis time at enqueue and claim), stored as sent, with a tab after it when the job
+--          has no delay, run_at or idempotency key: claim reads the run and idem fields only
+--          for a job without the tab (each field read costs ~1,500 instructions, present or
+--          not; a tab, as int() takes it, leaves m readable by older versions). The payload is
+--          a field of its own, so
 --          a small job's hash keeps the compact listpack encoding (values up to
 --          hash-max-listpack-value, 64 bytes). options is "" for a job with no delay, no run_at,
 --          priority 0 and no idempotency key (most jobs: nothing to parse), else
@@ -89,7 +90,6 @@ local now_ready, later = {}, {}  -- score, id pairs: one ZADD per set for the ba
 -- Numbers go to redis.call as text made once with '%d' (see claim.lua)
 local fmt = string.format
 local now_s = fmt('%d', now)
-local PLAIN, MORE = '\n' .. now_s .. '-', '\n' .. now_s .. '+'  -- m's third line (see ARGV[8..])
 local scores = {}  -- a ready job's score by its priority's text
 local function score(pri)
   local v = scores[pri]
@@ -111,17 +111,17 @@ for i = first, last, 4 do
     local jk = pj .. id
     local run = now + tonumber(delay)
     if run_at ~= '-1' then run = tonumber(run_at) end
-    -- att and ua are left out until they change (0 and the created time): a waiting job stays small
+    -- att and ua are left out until they change (0 and ca): a waiting job stays small
     if run > now then
       run = fmt('%d', run)
       later[#later + 1] = run
       later[#later + 1] = id
-      rcall('HSET', jk, 'm', m .. MORE, 'p', payload, 'st', SCHEDULED, 'run', run)
+      rcall('HSET', jk, 'm', m, 'p', payload, 'ca', now_s, 'st', SCHEDULED, 'run', run)
       out[n] = 1
     else
       now_ready[#now_ready + 1] = score(pri)
       now_ready[#now_ready + 1] = id
-      rcall('HSET', jk, 'm', m .. (idem == '' and PLAIN or MORE), 'p', payload, 'st', PENDING)
+      rcall('HSET', jk, 'm', m, 'p', payload, 'ca', now_s, 'st', PENDING)
       out[n] = 0
     end
     if idem ~= '' then

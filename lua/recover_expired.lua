@@ -43,9 +43,7 @@ for _, id in ipairs(ids) do
       died[#died + 1] = id
     else
       rcall('HSET', jk, 'st', 'PENDING')
-      -- back at its place: its run time, else its created time (m's third line, see enqueue.lua; older jobs: ca)
-      local since = f[5] or f[6] or string.match(f[8], '\n(%d+)[%-+]$')
-      rcall('ZADD', ready, tonumber(since) - tonumber(f[4]) * aging, id)
+      rcall('ZADD', ready, tonumber(f[5] or f[6]) - tonumber(f[4]) * aging, id)
       requeued[#requeued + 1] = id
     end
   end

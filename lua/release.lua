@@ -13,7 +13,6 @@ local t = rcall('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local aging = tonumber(ARGV[1])
 local out = {}
-local CREATED = '\n(%d+)[%-+]$'  -- m's third line (see enqueue.lua); older jobs have a ca field
 for i = 4, #ARGV, 2 do
   local jk = p .. 'j:' .. ARGV[i]
   local f = rcall('HMGET', jk, 'st', 'lease', 'pri', 'run', 'ca', 'm')  -- pri: a job written before m
@@ -23,8 +22,7 @@ for i = 4, #ARGV, 2 do
     rcall('HINCRBY', jk, 'att', -1)
     rcall('HINCRBY', jk, 'lease', 1)
     rcall('HSET', jk, 'st', 'PENDING', 'ua', now)
-    local since = f[4] or f[5] or string.match(f[6], CREATED)  -- run, else the created time
-    rcall('ZADD', ready, tonumber(since) - tonumber(f[3]) * aging, ARGV[i])
+    rcall('ZADD', ready, tonumber(f[4] or f[5]) - tonumber(f[3]) * aging, ARGV[i])
     out[#out + 1] = 1
   else
     out[#out + 1] = 0

@@ -20,6 +20,7 @@ from gotaskq import keys
 from gotaskq.app import App
 from gotaskq.backends.base import Completion, QueueSettings, RateLimit
 from gotaskq.backends.redis import RedisBackend, wake
+from gotaskq.backends.redis.codec import split_m
 from gotaskq.backends.redis.connection import Commands, send_all
 from gotaskq.backends.redis.scripts import NAMES, lua_source
 from gotaskq.errors import BackendUnavailable
@@ -610,41 +611,28 @@ async def test_jobs_stored_field_by_field_still_run_through_every_transition(
     assert fetched is not None and (fetched.type, fetched.payload, fetched.status) == ("old", {"v": 2}, S.PENDING)
 
 
-async def test_jobs_stored_with_a_ca_field_keep_their_created_time_and_place(
+async def test_claim_reads_run_and_idem_only_for_jobs_without_the_tab(
     make_redis: Callable[..., Any], raw: redis.Redis
 ) -> None:
-    """Until m carried the created time (and the mark that spares claim the run and idem reads),
-    a job kept it in a ca field and m had two lines: an upgrade claims such jobs with their
-    created time and key, puts them back in line by it (release, the recovery pass), and
-    get_job shows it."""
+    """m ends with a tab for a job enqueued with no delay, run_at or idempotency key, and claim
+    then skips reading run and idem. A job stored without the tab (with a key or a delay, or
+    by an older version) has them read; an older version reads m with the tab (int() takes it)."""
     b: RedisBackend = await make_redis()
-    jobs = [e.job for e in await b.enqueue_many([spec() for _ in range(2)])]
     p = keys.queue_prefix("default")
-    ca = int(time.time() * 1000) - 60_000
-    for j, idem in zip(jobs, ("old-key", None), strict=True):
-        stored = raw.hgetall(f"{p}j:{j.id}")
-        assert b"ca" not in stored and stored[b"m"].endswith(b"\n%d-" % j.created_at)
-        raw.delete(f"{p}j:{j.id}")
-        fields: dict[str, Any] = {"m": "old\n0 3 5000", "p": '{"v":1}', "ca": ca, "st": "PENDING"}
-        if idem:
-            fields["idem"] = idem
-        raw.hset(f"{p}j:{j.id}", mapping=fields)
-    keyed, plain = jobs
-    batch = await b.claim("default", 2, 1)  # a 1 ms lease: the recovery pass takes plain back
-    got = {c.job.id: c for c in batch.jobs}
-    assert {jid: (c.job.type, c.job.created_at, c.job.idempotency_key) for jid, c in got.items()} == {
-        keyed.id: ("old", ca, "old-key"),
-        plain.id: ("old", ca, None),
+    plain, keyed, old = (e.job for e in await b.enqueue_many([spec(), spec(idempotency_key="k-tab"), spec(priority=2)]))
+    stored = {j.id: raw.hget(f"{p}j:{j.id}", "m") for j in (plain, keyed, old)}
+    assert stored[plain.id] == stored[old.id].replace(b"\n2 ", b"\n0 ") == b"t\n0 3 300000\t"
+    assert stored[keyed.id] == b"t\n0 3 300000"
+    assert split_m(stored[plain.id]) == ("t", 0, 3, 300000)
+    # as an older version stored it: no tab, and an idempotency key the claim must hand over
+    raw.hset(f"{p}j:{old.id}", mapping={"m": "t\n2 3 300000", "idem": "old-key"})
+    got = {c.job.id: c.job for c in (await b.claim("default", 3, LEASE_MS)).jobs}
+    assert {jid: (j.idempotency_key, j.created_at) for jid, j in got.items()} == {
+        plain.id: (None, plain.created_at),
+        keyed.id: ("k-tab", keyed.created_at),
+        old.id: ("old-key", old.created_at),
     }
-    assert await b.release("default", [(keyed.id, got[keyed.id].token)]) == [True]
-    await asyncio.sleep(0.05)
-    assert (await b.recover_expired("default")).requeued == [plain.id]
-    assert {m: int(s) for m, s in raw.zrange(f"{p}ready", 0, -1, withscores=True)} == {
-        keyed.id.encode(): ca,
-        plain.id.encode(): ca,
-    }
-    fetched = await b.get_job(plain.id)
-    assert fetched is not None and (fetched.created_at, fetched.status) == (ca, S.PENDING)
+    assert (got[old.id].priority, got[plain.id].timeout) == (2, 300.0)
 
 
 async def test_the_recovery_pass_deletes_expired_done_records(make_redis: Callable[..., Any], raw: redis.Redis) -> None:
