@@ -7,19 +7,20 @@
 -- ARGV[3]  priority aging ms        ARGV[4] wake channel   ARGV[5] queue name
 -- ARGV[6]  "1" when any job has an idempotency key, else "0"
 -- ARGV[7]  "1": check only (a batch spanning queues asks every queue before writing to any)
--- ARGV[8..] four arguments per job: id, m, payload, options. m = "type\npriority max_retries
+-- ARGV[8]  arguments per job, "4" or "3": "3" when every job's options would be "" (below),
+--          left out (each argument costs ~800 instructions to parse and hand to Lua)
+-- ARGV[9..] per job: id, m, payload, options. m = "type\npriority max_retries
 --          timeout_ms" is the job's small immutable fields in one hash field (each field costs
 --          Redis time at enqueue and claim), stored as sent, with a tab after it when the job
 --          has no delay, run_at or idempotency key: claim reads the run and idem fields only
 --          for a job without the tab (each field read costs ~1,500 instructions, present or
 --          not; a tab, as int() takes it, leaves m readable by older versions). The payload is
---          a field of its own, so
---          a small job's hash keeps the compact listpack encoding (values up to
---          hash-max-listpack-value, 64 bytes). options is "" for a job with no delay, no run_at,
---          priority 0 and no idempotency key (most jobs: nothing to parse), else
---          "delay_ms run_at_ms|-1 priority idem_len fp_len\n" .. idempotency_key .. fingerprint.
---          Arguments rather than one record a job to split: Lua's pattern matching and the
---          strings it captured were ~4,600 instructions a job (callgrind).
+--          a field of its own, so a small job's hash keeps the compact listpack encoding
+--          (values up to hash-max-listpack-value, 64 bytes). options is "" for a job with no
+--          delay, no run_at, priority 0 and no idempotency key (most jobs: nothing to parse),
+--          else "delay_ms run_at_ms|-1 priority idem_len fp_len\n" .. idempotency_key ..
+--          fingerprint. Arguments rather than one record a job to split: Lua's pattern
+--          matching and the strings it captured were ~4,600 instructions a job (callgrind).
 -- Returns  {-4} queue not found, {-5} queue full, {-7} id already taken (nothing written),
 --          {-6, i, existing_id} job i's (from 0) key was used for another body (conflict, nothing written),
 --          {0} when checking only and every job would be accepted,
@@ -34,7 +35,8 @@ if rcall('EXISTS', meta) == 0 then return {-4} end
 local t = rcall('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local aging = tonumber(ARGV[3])
-local first, last = 8, #ARGV
+local step = tonumber(ARGV[8])
+local first, last = 9, #ARGV
 local PENDING, SCHEDULED = 'PENDING', 'SCHEDULED'  -- the state a new job starts in
 local SKIPLIST = '~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~'  -- 65 > zset-max-listpack-value: see below
 local HEAD = '^(%d+) (%-?%d+) (%-?%d+) (%d+) (%d+)\n()'
@@ -60,16 +62,16 @@ end
 local fresh = {}
 local seen = {}
 local pj = p .. 'j:'
-for i = first, last, 4 do
+for i = first, last, step do
   local id, idem, fp = ARGV[i], '', ''
-  if ARGV[6] == '1' then idem, fp = select(4, options(ARGV[i + 3])) end
+  if ARGV[6] == '1' then idem, fp = select(4, options(ARGV[i + 3])) end  -- keys: step is 4
   local hit = false
   if idem ~= '' then
     hit = live(idem)
     if hit then
       local sp = string.find(hit, ' ', 1, true)
-      if string.sub(hit, sp + 1) ~= fp then return {-6, (i - first) / 4, string.sub(hit, 1, sp - 1)} end
-    elseif seen[idem] and seen[idem] ~= fp then return {-6, (i - first) / 4, ''}
+      if string.sub(hit, sp + 1) ~= fp then return {-6, (i - first) / step, string.sub(hit, 1, sp - 1)} end
+    elseif seen[idem] and seen[idem] ~= fp then return {-6, (i - first) / step, ''}
     elseif seen[idem] then hit = true end
     seen[idem] = fp
   end
@@ -99,9 +101,9 @@ local function score(pri)
   end
   return v
 end
-for i = first, last, 4 do
+for i = first, last, step do
   local id, m, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local delay, run_at, pri, idem, fp = options(ARGV[i + 3])
+  local delay, run_at, pri, idem, fp = options(step == 4 and ARGV[i + 3] or '')
   local hit = false
   if idem ~= '' then hit = live(idem) end
   n = n + 1

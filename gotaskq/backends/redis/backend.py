@@ -558,8 +558,17 @@ class RedisBackend:
             int(any(spec.idempotency_key for spec in chunk)),
             int(check),
         ]
-        for i in idxs:
-            args.extend(job_args(ids[i], specs[i]))
+        rows = [job_args(ids[i], specs[i]) for i in idxs]
+        if all(len(row) == 3 for row in rows):  # no job has options: three arguments a job
+            args.append(3)
+            for row in rows:
+                args.extend(row)
+            return args
+        args.append(4)
+        for row in rows:
+            args.extend(row)
+            if len(row) == 3:
+                args.append(b"")
         return args
 
     async def _precheck(

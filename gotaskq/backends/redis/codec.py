@@ -13,16 +13,16 @@ from ...states import JobStatus
 S = JobStatus
 
 
-def job_args(job_id: str, spec: NewJob) -> tuple[str, str, bytes, bytes]:
-    """A job's four arguments to enqueue.lua: id, ``m`` (type, priority, max_retries, timeout ms:
-    stored as sent), the payload JSON, and its options: empty for the common job (no delay, no
+def job_args(job_id: str, spec: NewJob) -> tuple[str, str, bytes] | tuple[str, str, bytes, bytes]:
+    """A job's arguments to enqueue.lua: id, ``m`` (type, priority, max_retries, timeout ms:
+    stored as sent), the payload JSON, and its options: none for the common job (no delay, no
     run_at, priority 0, no idempotency key), else a header with the lengths of the idempotency
     key and fingerprint, then those two."""
     m = f"{spec.type}\n{spec.priority} {spec.max_retries} {math.ceil(spec.timeout * 1000)}"
     if not (spec.delay_ms or spec.idempotency_key) and spec.run_at_ms is None:
         m += "\t"  # nothing more for claim to read: no run or idem field (see enqueue.lua)
         if not spec.priority:
-            return job_id, m, spec.payload_json, b""
+            return job_id, m, spec.payload_json
     idem = (spec.idempotency_key or "").encode()
     fp = spec.fingerprint().encode() if spec.idempotency_key else b""
     run_at = -1 if spec.run_at_ms is None else spec.run_at_ms
