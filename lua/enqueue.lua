@@ -101,16 +101,18 @@ local function score(pri)
   end
   return v
 end
+local made, queued = 0, 0  -- jobs written (their keys are fresh's, in order), ready ones
 for i = first, last, step do
   local id, m, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local delay, run_at, pri, idem, fp = options(step == 4 and ARGV[i + 3] or '')
   local hit = false
-  if idem ~= '' then hit = live(idem) end
+  if idem ~= '' then hit = live(idem) end  -- as in the check pass (a repeat finds the first)
   n = n + 1
   if hit then
     out[n] = string.sub(hit, 1, string.find(hit, ' ', 1, true) - 1)
   else
-    local jk = pj .. id
+    made = made + 1
+    local jk = fresh[made]
     local run = now + tonumber(delay)
     if run_at ~= '-1' then run = tonumber(run_at) end
     -- att and ua are left out until they change (0 and ca): a waiting job stays small
@@ -121,8 +123,8 @@ for i = first, last, step do
       rcall('HSET', jk, 'm', m, 'p', payload, 'ca', now_s, 'st', SCHEDULED, 'run', run)
       out[n] = 1
     else
-      now_ready[#now_ready + 1] = score(pri)
-      now_ready[#now_ready + 1] = id
+      queued = queued + 2
+      now_ready[queued - 1], now_ready[queued] = score(pri), id
       rcall('HSET', jk, 'm', m, 'p', payload, 'ca', now_s, 'st', PENDING)
       out[n] = 0
     end
