@@ -127,7 +127,7 @@ for i = 1, #popped do
   if f[2] or byte(f[3], -1) ~= PLAIN then more = rcall('HMGET', jk, 'run', 'idem', 'err', 'errs') end
   local lease = tonumber(f[1] or 0) + 1
   local att = tonumber(f[2] or 0) + 1
-  rcall('HSET', jk, 'lease', text(lease), 'att', text(att), 'st', 'RUNNING', 'sa', now_s)
+  rcall('HSET', jk, 'lease', small[lease] or text(lease), 'att', small[att] or text(att), 'st', 'RUNNING', 'sa', now_s)
   if external then rcall('HSET', jk, 'lms', ARGV[2]) end
   leased[2 * i - 1] = deadline
   leased[2 * i] = id

@@ -33,7 +33,9 @@ local done, listed = {}, {}  -- one ZREM and one ZADD for the batch
 local pj = p .. 'j:'
 local step = tonumber(ARGV[2])
 local plain = step == 2
+local k = 0  -- jobs so far: out's length
 for i = 3, #ARGV, step do
+  k = k + 1
   local jk = pj .. ARGV[i]
   local f
   if plain or ARGV[i + 3] == '0' then
@@ -55,13 +57,13 @@ for i = 3, #ARGV, step do
       rcall('PEXPIRE', jk, fmt('%d', ttl))  -- on its own clock too: it may outlive any worker's pass
       gone = fmt('%d', now + ttl)
     end
-    out[#out + 1] = 1
+    out[k] = 1
     n = n + 1
     done[n] = ARGV[i]
     listed[2 * n - 1] = gone
     listed[2 * n] = ARGV[i]
   else
-    out[#out + 1] = 0
+    out[k] = 0
   end
 end
 if n > 0 then
