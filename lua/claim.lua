@@ -113,26 +113,32 @@ local leased = {}
 local pj = p .. 'j:'
 local n = #out
 local byte, PLAIN = string.byte, 9  -- 9: the tab that ends m of a job with nothing more to read
+local k = 0  -- jobs leased
 for i = 1, #popped do
   local id = popped[i]
   local jk = pj .. id
   local f = rcall('HMGET', jk, 'lease', 'att', 'm', 'p', 'ca')
   if not f[3] then  -- written before m: its fields one by one
     local o = rcall('HMGET', jk, 'type', 'payload', 'pri', 'maxr', 'tmo')
-    f[3], f[4] = o[1] .. '\n' .. (o[3] or '0') .. ' ' .. o[4] .. ' ' .. o[5], o[2]
+    if o[1] then f[3], f[4] = o[1] .. '\n' .. (o[3] or '0') .. ' ' .. o[4] .. ' ' .. o[5], o[2] end
   end
-  -- the rest only for a job that may have it: claimed before (errors; run set by a retry,
-  -- replay or run-now), or enqueued without the tab (run, idem; or by an older version)
-  local more = false
-  if f[2] or byte(f[3], -1) ~= PLAIN then more = rcall('HMGET', jk, 'run', 'idem', 'err', 'errs') end
-  local lease = tonumber(f[1] or 0) + 1
-  local att = tonumber(f[2] or 0) + 1
-  rcall('HSET', jk, 'lease', small[lease] or text(lease), 'att', small[att] or text(att), 'st', 'RUNNING', 'sa', now_s)
-  if external then rcall('HSET', jk, 'lms', ARGV[2]) end
-  leased[2 * i - 1] = deadline
-  leased[2 * i] = id
-  out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5], out[n + 6], out[n + 7] = id, lease, att, f[3], f[4], f[5], more
-  n = n + 7
+  -- no m and no type: the job's hash is gone (evicted, or deleted by hand), so its id leaves
+  -- the line here, and the jobs after it are still leased (an error would strand them)
+  if f[3] then
+    -- the rest only for a job that may have it: claimed before (errors; run set by a retry,
+    -- replay or run-now), or enqueued without the tab (run, idem; or by an older version)
+    local more = false
+    if f[2] or byte(f[3], -1) ~= PLAIN then more = rcall('HMGET', jk, 'run', 'idem', 'err', 'errs') end
+    local lease = tonumber(f[1] or 0) + 1
+    local att = tonumber(f[2] or 0) + 1
+    rcall('HSET', jk, 'lease', small[lease] or text(lease), 'att', small[att] or text(att), 'st', 'RUNNING', 'sa', now_s)
+    if external then rcall('HSET', jk, 'lms', ARGV[2]) end
+    k = k + 1
+    leased[2 * k - 1] = deadline
+    leased[2 * k] = id
+    out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5], out[n + 6], out[n + 7] = id, lease, att, f[3], f[4], f[5], more
+    n = n + 7
+  end
 end
 -- The running set is kept in the skiplist encoding: in the compact listpack one (a set of up to
 -- 128 members) each ZADD of a member scans and moves the whole list, 4 us a job at 50 running

@@ -61,6 +61,7 @@ end
 -- Check pass: refuse a conflict or a taken id before anything is written; count new jobs.
 local fresh = {}
 local seen = {}
+local replays = {}  -- the jobs this pass found to replay a key (by argument index): not written
 local pj = p .. 'j:'
 for i = first, last, step do
   local id, idem, fp = ARGV[i], '', ''
@@ -75,7 +76,7 @@ for i = first, last, step do
     elseif seen[idem] then hit = true end
     seen[idem] = fp
   end
-  if not hit then fresh[#fresh + 1] = pj .. id end
+  if hit then replays[i] = true else fresh[#fresh + 1] = pj .. id end
 end
 for i = 1, #fresh, 1000 do  -- unpack has a limit (8000 values)
   if rcall('EXISTS', unpack(fresh, i, math.min(i + 999, #fresh))) > 0 then return {-7} end
@@ -105,16 +106,17 @@ local made, queued = 0, 0  -- jobs written (their keys are fresh's, in order), r
 for i = first, last, step do
   local id, m, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local delay, run_at, pri, idem, fp = options(step == 4 and ARGV[i + 3] or '')
-  local hit = false
-  if idem ~= '' then hit = live(idem) end  -- as in the check pass (a repeat finds the first)
   n = n + 1
-  if hit then
-    out[n] = string.sub(hit, 1, string.find(hit, ' ', 1, true) - 1)
+  if replays[i] then  -- the check pass decides, so fresh lines up (a key may name an id written here)
+    local hit = live(idem)  -- a repeat within this call finds the first, written by now
+    out[n] = hit and string.sub(hit, 1, string.find(hit, ' ', 1, true) - 1) or ''
   else
     made = made + 1
     local jk = fresh[made]
     local run = now + tonumber(delay)
     if run_at ~= '-1' then run = tonumber(run_at) end
+    -- the tab says "no run or idem field" to claim: never on a job that has one
+    if (run > now or idem ~= '') and string.byte(m, -1) == 9 then m = string.sub(m, 1, -2) end
     -- att and ua are left out until they change (0 and ca): a waiting job stays small
     if run > now then
       run = fmt('%d', run)

@@ -209,6 +209,29 @@ async def test_a_claimed_job_carries_what_it_was_enqueued_with(backend: Backend)
     assert again.job.run_at is not None
 
 
+async def test_a_claim_after_replay_release_or_recovery_hands_over_the_history(backend: Backend) -> None:
+    """A job claimed again after a replay, a release or the recovery pass (which leave att set:
+    the Redis claim then reads the rest of the job) carries its error history and run_at."""
+    dead = await enq(backend, payload={"k": "dead"}, max_retries=0)
+    c = await claim_one(backend)
+    assert (await backend.fail(c.job, c.token, "boom", 0)).status is S.DEAD
+    replayed = await backend.replay(dead.id)
+    again = await claim_one(backend)
+    assert again.job.id == dead.id and (again.job.last_error, again.job.attempts) == ("boom", 1)
+    assert again.job.run_at == replayed.run_at and [e["error"] for e in again.job.errors] == ["boom"]
+    assert await backend.complete("default", [Completion.of(again.job, again.token, b"null")]) == [True]
+    held = await enq(backend, payload={"k": "held"})
+    c = await claim_one(backend)
+    assert await backend.release("default", [(c.job.id, c.token)]) == [True]
+    back = await claim_one(backend, lease_ms=1)
+    assert back.job.id == held.id and (back.job.attempts, back.job.errors, back.job.run_at) == (1, [], None)
+    await asyncio.sleep(0.05)
+    assert (await backend.recover_expired("default")).requeued == [held.id]
+    last = await claim_one(backend)
+    assert last.job.id == held.id and last.job.attempts == 2 and last.job.last_error is not None
+    assert last.job.created_at == held.created_at and last.job.idempotency_key is None
+
+
 async def test_enqueue_into_unknown_queue(backend: Backend) -> None:
     with pytest.raises(QueueNotFound):
         await backend.enqueue(spec(queue="nope"))

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import redis
 from conftest import RedisServer, _free_port, redis_settings
@@ -22,7 +23,7 @@ from gotaskq.backends.base import Completion, QueueSettings, RateLimit
 from gotaskq.backends.redis import RedisBackend, wake
 from gotaskq.backends.redis.codec import split_m
 from gotaskq.backends.redis.connection import Commands, send_all
-from gotaskq.backends.redis.scripts import NAMES, lua_source
+from gotaskq.backends.redis.scripts import NAMES, lua_source, script_keys
 from gotaskq.errors import BackendUnavailable
 from gotaskq.job import Job, NewJob
 from gotaskq.states import JobStatus
@@ -633,6 +634,76 @@ async def test_claim_reads_run_and_idem_only_for_jobs_without_the_tab(
         old.id: ("old-key", old.created_at),
     }
     assert (got[old.id].priority, got[plain.id].timeout) == (2, 300.0)
+
+
+def _enqueue_raw(b: RedisBackend, raw: redis.Redis, specs: list[NewJob], ids: list[str]) -> Any:
+    """enqueue.lua called with ids of the test's choosing (the backend draws them itself)."""
+    args = b._args("default", specs, ids, list(range(len(specs))), False)
+    k = script_keys("enqueue", "default")
+    return raw.evalsha(b.scripts.enqueue.sha, len(k), *k, *args)
+
+
+async def test_a_key_naming_an_id_of_the_same_call_writes_each_job_to_its_own_hash(
+    make_redis: Callable[..., Any], raw: redis.Redis
+) -> None:
+    """An idempotency key left behind by a deleted job whose id comes round again in this call
+    (ids are never reused while node ids are leased; this is the guard if one were): the key is
+    dead when the call is checked and names a written job by the time its own job is written.
+    What the check decided holds: every job lands in its own hash and is claimed with it."""
+    b: RedisBackend = await make_redis()
+    p = keys.queue_prefix("default")
+    specs = [NewJob.build("t", {"n": 0}), NewJob.build("t", {"n": 1}, idempotency_key="K"), NewJob.build("t", {"n": 2})]
+    ids = ["900001", "900002", "900003"]
+    raw.set(f"{p}idem:K", "900001 " + specs[1].fingerprint())
+    res = _enqueue_raw(b, raw, specs, ids)
+    assert res[1:] == [0, 0, 0]  # three jobs created, none a replay
+    assert {jid: orjson.loads(raw.hget(f"{p}j:{jid}", "p")) for jid in ids} == {
+        jid: {"n": i} for i, jid in enumerate(ids)
+    }
+    assert raw.get(f"{p}idem:K").startswith(b"900002 ")  # the key now names its new job
+    got = {c.job.id: c.job.payload for c in (await b.claim("default", 3, LEASE_MS)).jobs}
+    assert got == {jid: {"n": i} for i, jid in enumerate(ids)}
+
+
+async def test_enqueue_keeps_the_tab_off_a_job_with_a_run_time_or_a_key(
+    make_redis: Callable[..., Any], raw: redis.Redis
+) -> None:
+    """The tab tells claim a job has no run or idem field: enqueue.lua drops it from such a job
+    whatever the caller sent, so a key is never lost at claim (its record's TTL follows it)."""
+    b: RedisBackend = await make_redis()
+    p = keys.queue_prefix("default")
+    specs = [spec(idempotency_key="tabbed"), spec(delay=0.05), spec()]
+    ids = ["910001", "910002", "910003"]
+    args = b._args("default", specs, ids, [0, 1, 2], False)
+    step = args[7]
+    assert step == 4
+    for j in range(3):  # forge the tab onto every job's m
+        at = 8 + j * step + 1
+        if not args[at].endswith("\t"):
+            args[at] += "\t"
+    k = script_keys("enqueue", "default")
+    raw.evalsha(b.scripts.enqueue.sha, len(k), *k, *args)
+    assert [raw.hget(f"{p}j:{jid}", "m").endswith(b"\t") for jid in ids] == [False, False, True]
+    await asyncio.sleep(0.1)
+    got = {c.job.id: c.job for c in (await b.claim("default", 3, LEASE_MS)).jobs}
+    assert got["910001"].idempotency_key == "tabbed" and got["910002"].run_at is not None
+
+
+async def test_claim_drops_an_id_whose_job_is_gone_and_leases_the_rest(
+    make_redis: Callable[..., Any], raw: redis.Redis
+) -> None:
+    """An id in the ready set without its hash (evicted, or deleted by hand) used to stop the
+    claim script half-way, after the ids had left the ready set: the jobs of that call were
+    stranded. Now the id is dropped and the others are leased."""
+    b: RedisBackend = await make_redis()
+    p = keys.queue_prefix("default")
+    first = (await b.enqueue(spec())).job
+    raw.zadd(f"{p}ready", {"999999": 0})  # first in line, no hash
+    second = (await b.enqueue(spec())).job
+    batch = await b.claim("default", 3, LEASE_MS)
+    assert sorted(c.job.id for c in batch.jobs) == sorted([first.id, second.id])
+    assert raw.zcard(f"{p}ready") == 0
+    assert sorted(raw.zrange(f"{p}running", 0, -1)) == sorted([first.id.encode(), second.id.encode()])
 
 
 async def test_the_recovery_pass_deletes_expired_done_records(make_redis: Callable[..., Any], raw: redis.Redis) -> None:
