@@ -636,9 +636,9 @@ async def test_claim_reads_run_and_idem_only_for_jobs_without_the_tab(
     assert (got[old.id].priority, got[plain.id].timeout) == (2, 300.0)
 
 
-def _enqueue_raw(b: RedisBackend, raw: redis.Redis, specs: list[NewJob], ids: list[str]) -> Any:
-    """enqueue.lua called with ids of the test's choosing (the backend draws them itself)."""
-    args = b._args("default", specs, ids, list(range(len(specs))), False)
+def _enqueue_raw(b: RedisBackend, raw: redis.Redis, args: list[Any]) -> Any:
+    """enqueue.lua called with arguments the test made (ids of its choosing: the backend draws
+    them itself), as ``b._args`` builds them."""
     k = script_keys("enqueue", "default")
     return raw.evalsha(b.scripts.enqueue.sha, len(k), *k, *args)
 
@@ -655,7 +655,7 @@ async def test_a_key_naming_an_id_of_the_same_call_writes_each_job_to_its_own_ha
     specs = [NewJob.build("t", {"n": 0}), NewJob.build("t", {"n": 1}, idempotency_key="K"), NewJob.build("t", {"n": 2})]
     ids = ["900001", "900002", "900003"]
     raw.set(f"{p}idem:K", "900001 " + specs[1].fingerprint())
-    res = _enqueue_raw(b, raw, specs, ids)
+    res = _enqueue_raw(b, raw, b._args("default", specs, ids, [0, 1, 2], False))
     assert res[1:] == [0, 0, 0]  # three jobs created, none a replay
     assert {jid: orjson.loads(raw.hget(f"{p}j:{jid}", "p")) for jid in ids} == {
         jid: {"n": i} for i, jid in enumerate(ids)
@@ -681,8 +681,7 @@ async def test_enqueue_keeps_the_tab_off_a_job_with_a_run_time_or_a_key(
         at = 8 + j * step + 1
         if not args[at].endswith("\t"):
             args[at] += "\t"
-    k = script_keys("enqueue", "default")
-    raw.evalsha(b.scripts.enqueue.sha, len(k), *k, *args)
+    _enqueue_raw(b, raw, args)
     assert [raw.hget(f"{p}j:{jid}", "m").endswith(b"\t") for jid in ids] == [False, False, True]
     await asyncio.sleep(0.1)
     got = {c.job.id: c.job for c in (await b.claim("default", 3, LEASE_MS)).jobs}

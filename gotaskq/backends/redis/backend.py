@@ -559,16 +559,12 @@ class RedisBackend:
             int(check),
         ]
         rows = [job_args(ids[i], specs[i]) for i in idxs]
-        if all(len(row) == 3 for row in rows):  # no job has options: three arguments a job
-            args.append(3)
-            for row in rows:
-                args.extend(row)
-            return args
-        args.append(4)
+        step = 3 if all(len(row) == 3 for row in rows) else 4  # 3: no job has options
+        args.append(step)
         for row in rows:
             args.extend(row)
-            if len(row) == 3:
-                args.append(b"")
+            if len(row) < step:
+                args.append(b"")  # empty options
         return args
 
     async def _precheck(
