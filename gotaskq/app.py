@@ -170,7 +170,8 @@ class App:
         """Enqueue a built job; ``created`` is False when an idempotency key matched."""
         if self.settings.strict_types:
             await self._check_types([spec])
-        await self._ensure_queue(spec.queue)
+        if self.settings.auto_create_queues:  # _ensure_queue, without a coroutine per job
+            await self.create_queue(spec.queue)
         try:
             out = await self.backend.enqueue(spec)
         except QueueNotFound:

@@ -36,20 +36,25 @@ async def read_body(receive: Receive, content_length: str | None, limit: int) ->
     if content_length is not None and content_length.isascii() and content_length.isdigit():
         if len(content_length) > 18 or int(content_length) > limit:
             raise too_large(limit)
+    message = await receive()
+    if message["type"] == "http.request" and not message.get("more_body", False):
+        body: bytes = message.get("body", b"")  # the whole body in one message: most requests
+        if len(body) > limit:
+            raise too_large(limit)
+        return body
     buf = bytearray()
     while True:
-        message = await receive()
         if message["type"] == "http.disconnect":
             raise ApiError(400, "client_disconnected", "the client went away mid-body")
-        if message["type"] != "http.request":
-            continue
-        chunk = message.get("body", b"")
-        # A Content-Length may lie (or be absent when chunked): count what really arrives.
-        if len(buf) + len(chunk) > limit:
-            raise too_large(limit)
-        buf += chunk
-        if not message.get("more_body", False):
-            return bytes(buf)
+        if message["type"] == "http.request":
+            chunk = message.get("body", b"")
+            # A Content-Length may lie (or be absent when chunked): count what really arrives.
+            if len(buf) + len(chunk) > limit:
+                raise too_large(limit)
+            buf += chunk
+            if not message.get("more_body", False):
+                return bytes(buf)
+        message = await receive()
 
 
 async def read_json(request: Request, limit: int) -> object:

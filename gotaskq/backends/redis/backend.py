@@ -599,9 +599,7 @@ class RedisBackend:
             with contextlib.suppress(BackendUnavailable):
                 await self.index.forget_call(queue, job_ids)  # else pruned later
             _raise_enqueue(res)
-        self.index.remember(
-            [jid for jid, outcome in zip(job_ids, res[1:], strict=True) if not isinstance(outcome, bytes)], queue
-        )
+        self.index.remember_call(job_ids, queue)
         for k, jid, outcome in zip(idxs, job_ids, res[1:], strict=True):
             spec = specs[k]
             if isinstance(outcome, bytes):  # an idempotent replay: the id of the job it matched

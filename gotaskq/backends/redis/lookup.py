@@ -24,6 +24,7 @@ between: an enqueue either lands before that second look (seen) or adds the queu
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 from collections.abc import Iterable, Sequence
@@ -42,6 +43,7 @@ log = logging.getLogger("gotaskq.redis")
 # The id -> queue cache: GENERATIONS dicts of up to GENERATION_SIZE ids each (see RecentIds).
 GENERATION_SIZE = 40_000  # below 43,690, where a dict would grow its table to 131,072 slots
 GENERATIONS = 3
+MAX_RUNS = 200_000  # enqueue calls kept in the cache (each one run of ids: RecentIds.add_run)
 PRUNE_LOCK = f"{keys.PREFIX}:ix:pruning"
 PRUNE_BATCH = 500
 BACKLOG_MAX = 1_000_000  # entries kept for a retry while their node is down
@@ -140,20 +142,33 @@ def ids_of_run(first: int, last: int) -> list[int]:
 
 class RecentIds:
     """Job id -> queue for the ids this process wrote or found lately (skips the index read;
-    on a Cluster, a job whose index write is backlogged is found only here). Plain dicts: new
-    ids go into the newest, and when it is full the oldest is dropped whole.
+    on a Cluster, a job whose index write is backlogged is found only here).
 
-    One OrderedDict of 100,000 ids had to grow its table (and rebuild its order) at 87,381 ids:
-    ~15 ms in one insert, a stall under load that every API and producer process hit once.
-    Here no dict grows past GENERATION_SIZE, so the largest table growth moves ~22,000 entries.
+    An enqueue call's ids are one run of this process's ids (Snowflake.next_many), so a call is
+    one entry, (first, last, queue), in a list sorted by first: a lookup is a bisect. One dict
+    insert per id was ~3 % of a POST /jobs in a py-spy profile of the API. When the list holds
+    ``max_runs`` entries its older half is dropped. Ids found by a lookup, one at a time, go
+    into plain dicts: new ids into the newest, and when it is full the oldest is dropped whole
+    (one OrderedDict of 100,000 ids had to grow its table, and rebuild its order, at 87,381
+    ids: ~15 ms in one insert, a stall under load; here no dict grows past GENERATION_SIZE).
+
+    A run's entry also covers the ids of its jobs that are gone (deleted, or never written: an
+    idempotent replay, a refused call): a lookup then reads that queue and finds no job, as it
+    would through the index. ``discard`` forgets single ids; a run is forgotten when it ages out.
     """
 
-    def __init__(self, generation_size: int = GENERATION_SIZE, generations: int = GENERATIONS) -> None:
+    def __init__(
+        self, generation_size: int = GENERATION_SIZE, generations: int = GENERATIONS, max_runs: int = MAX_RUNS
+    ) -> None:
         self._size = generation_size
         self._count = generations
+        self._max_runs = max_runs
         self.generations: list[dict[str, str]] = [{}]  # newest first
+        self.firsts: list[int] = []  # each run's first id, sorted
+        self.runs: list[tuple[int, str]] = []  # (last id, queue) of the run at the same index
 
     def add(self, job_ids: Sequence[str], queue: str) -> None:
+        """Single ids (or any ids): one entry each."""
         newest = self.generations[0]
         if len(newest) + len(job_ids) > self._size:
             newest = {}
@@ -161,12 +176,41 @@ class RecentIds:
             del self.generations[self._count :]
         newest.update(dict.fromkeys(job_ids, queue))
 
+    def add_run(self, first: int, last: int, queue: str) -> None:
+        """The ids one next_many call minted, ``first`` to ``last``."""
+        firsts = self.firsts
+        if firsts and first <= firsts[-1]:  # calls answer out of the order their ids were minted
+            at = bisect.bisect_left(firsts, first)
+            if at < len(firsts) and firsts[at] == first:  # the same call again (Cluster: before and after)
+                self.runs[at] = (last, queue)
+                return
+            firsts.insert(at, first)
+            self.runs.insert(at, (last, queue))
+        else:
+            firsts.append(first)
+            self.runs.append((last, queue))
+        if len(firsts) > self._max_runs:
+            half = len(firsts) // 2
+            del firsts[:half]
+            del self.runs[:half]
+
     def get(self, job_id: str) -> str | None:
         for generation in self.generations:
             queue = generation.get(job_id)
             if queue is not None:
                 return queue
-        return None
+        if not self.firsts or not (job_id.isascii() and job_id.isdigit()) or len(job_id) > 20:
+            return None
+        jid = int(job_id)
+        at = bisect.bisect_right(self.firsts, jid) - 1
+        if at < 0:
+            return None
+        last, queue = self.runs[at]
+        first = self.firsts[at]
+        # a run that borrowed the next millisecond spans other nodes' ids between its two parts
+        if jid > last or (jid ^ first) >> SEQ_BITS & MAX_NODE:
+            return None
+        return queue
 
     def discard(self, job_ids: Iterable[str]) -> None:
         for jid in job_ids:
@@ -175,6 +219,8 @@ class RecentIds:
 
     def clear(self) -> None:
         self.generations = [{}]
+        self.firsts.clear()
+        self.runs.clear()
 
 
 class JobIndex:
@@ -195,7 +241,7 @@ class JobIndex:
     async def write_now(self, queue: str, job_ids: Sequence[str]) -> None:
         """The same writes, sent at once (Cluster: the index lives on another node than the job,
         and a down node's share goes to the backlog instead of failing the enqueue)."""
-        self.remember(job_ids, queue)
+        self.remember_call(job_ids, queue)
         pipe = self._client.pipeline(transaction=False)
         self.write(pipe, queue, job_ids)
         try:
@@ -208,6 +254,11 @@ class JobIndex:
 
     def remember(self, job_ids: Sequence[str], queue: str) -> None:
         self.recent.add(job_ids, queue)
+
+    def remember_call(self, job_ids: Sequence[str], queue: str) -> None:
+        """The ids of one enqueue call: one run (see RecentIds)."""
+        if job_ids:
+            self.recent.add_run(int(job_ids[0]), int(job_ids[-1]), queue)
 
     def cached(self, job_id: str) -> str | None:
         return self.recent.get(job_id)
