@@ -109,6 +109,20 @@ def test_bench_load_latency_reports_latency_percentiles_and_worker_cpu() -> None
     assert set(line["rates"]["300"]["summary"]) >= {"latency_p99_ms", "processed_per_s_during_load"}
 
 
+@pytest.mark.timeout(90)
+def test_bench_e2e_runs_every_posted_job_and_reports_cpu_per_job() -> None:
+    need("redis-server")
+    need("hey")
+    (line,) = run_script("bench_e2e.py", "--n", "300", "--c", "10", "--runs", "1", "--warmup", "20")
+    assert line["bench"] == "e2e"
+    (run,) = line["runs"]
+    assert run["jobs_per_s"] > 0 and run["requests_per_s"] > 0
+    assert run["redis_cpu_us_per_job"] >= 0 and run["worker_cpu_us_per_job"] >= 0
+    # the enqueues, claims and completions of 300 jobs: at least one call a batch, at most 3 a job
+    assert 0 < run["script_calls_per_job"] <= 3
+    assert set(line["summary"]) >= {"jobs_per_s", "redis_cpu_us_per_job", "worker_cpu_us_per_job"}
+
+
 @pytest.mark.timeout(60)
 def test_bench_http_compares_gotaskq_api_with_the_bare_endpoint() -> None:
     need("redis-server")
