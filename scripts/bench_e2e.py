@@ -5,9 +5,11 @@ api`` process while a ``gotaskq worker`` process runs them; CPU per processed jo
 One redis-server (no persistence), one ``python -m gotaskq api`` (NUM_WORKERS=0) and one
 ``python -m gotaskq worker`` (NUM_WORKERS ``--c``, the built-in ``noop`` type), all on
 127.0.0.1. Per run (``--runs``, default 3): a warm-up of ``--warmup`` requests, drained; then
-``hey -n N -c C`` POSTs ``{"type":"noop","payload":{}}`` while the worker drains, and the run
-ends when the worker's ``gotaskq_jobs_processed_total{status="done"}`` (its /metrics) has grown
-by N: every 201 was a job run to DONE, or the run fails. Figures per run:
+``hey -n N -c C`` POSTs ``{"type":"noop","payload":{}}`` while the worker drains. The run
+ends when the queue holds nothing waiting or running (polled in Redis: polling the worker's
+/metrics would cost the worker CPU); then the worker's DONE count
+(``gotaskq_jobs_processed_total{status="done"}``) must have grown by N: every 201 was a job
+run to DONE, or the run fails. Figures per run:
 
 - ``jobs_per_s``: N / (hey's start to the last job DONE); ``requests_per_s``: hey's own;
 - CPU µs per processed job (utime+stime from /proc/<pid>/stat over the run) of redis-server,
@@ -58,17 +60,31 @@ def done_total(metrics_url: str) -> int:
     return int(sum(float(v) for v in DONE.findall(text)))
 
 
-def wait_done(metrics_url: str, target: int, worker: subprocess.Popen[bytes]) -> float:
-    """Poll the worker's /metrics until it counts ``target`` DONE jobs; the monotonic time then."""
+def drained(r: redis.Redis, worker: subprocess.Popen[bytes], what: str) -> float:
+    """Poll Redis (not the worker: its /metrics would cost the worker CPU) until the default
+    queue holds no waiting or running job; the monotonic time then."""
+    prefix = keys.queue_prefix("default")
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
-    while True:
-        if done_total(metrics_url) >= target:
-            return time.monotonic()
+    while int(r.zcard(prefix + "ready")) or int(r.zcard(prefix + "running")):
         if worker.poll() is not None:
             raise RuntimeError(f"the worker exited with {worker.returncode}")
         if time.monotonic() > deadline:
-            raise RuntimeError(f"the worker did not reach {target} DONE jobs in {DRAIN_TIMEOUT_S} s")
-        time.sleep(0.005)
+            raise RuntimeError(f"{what} did not drain in {DRAIN_TIMEOUT_S} s")
+        time.sleep(0.01)
+    return time.monotonic()
+
+
+def settled_done(metrics_url: str) -> int:
+    """The worker's DONE count once it stops moving: it counts a completion when the reply comes
+    back, a moment after the job left the running set."""
+    last = done_total(metrics_url)
+    for _ in range(100):
+        time.sleep(0.05)
+        now = done_total(metrics_url)
+        if now == last:
+            return now
+        last = now
+    raise RuntimeError("the worker's DONE count kept moving with nothing left to run")
 
 
 def wait_metrics(metrics_url: str, worker: subprocess.Popen[bytes], logfile: Path) -> None:
@@ -95,14 +111,8 @@ def one_run(
 ) -> dict[str, Any]:
     worker = procs["worker"]
     hey(api_url, args.warmup, min(args.c, args.warmup), timeout=120)
-    # the warm-up's jobs (and the start-up probe's) first: the run's figures are its own jobs'
-    deadline = time.monotonic() + DRAIN_TIMEOUT_S
-    prefix = keys.queue_prefix("default")
-    while int(r.zcard(prefix + "ready")) or int(r.zcard(prefix + "running")):
-        if time.monotonic() > deadline:
-            raise RuntimeError("the warm-up did not drain")
-        time.sleep(0.01)
-    base = done_total(metrics_url)
+    drained(r, worker, "the warm-up")  # its jobs (and the start-up probe's) are not the run's
+    base = settled_done(metrics_url)
     pids = {name: p.pid for name, p in procs.items()} | {"redis": redis_pid(args.redis_url)}
     before = {name: cpu_s(pid) for name, pid in pids.items()}
     calls0 = script_calls(r)
@@ -111,9 +121,12 @@ def one_run(
     res = parse_hey(out)
     if res["status_codes"] != {"201": args.n}:
         raise RuntimeError(f"status codes {res['status_codes']}, errors {res['errors']}\n{out[-1500:]}")
-    t1 = wait_done(metrics_url, base + args.n, worker)
+    t1 = drained(r, worker, "the run")
     after = {name: cpu_s(pid) for name, pid in pids.items()}
     calls = script_calls(r) - calls0
+    done = settled_done(metrics_url) - base
+    if done != args.n:
+        raise RuntimeError(f"{args.n} jobs answered 201 but the worker ran {done} to DONE")
     return {
         "jobs_per_s": round(args.n / (t1 - t0), 1),
         "requests_per_s": res["rps"],
@@ -146,7 +159,10 @@ def main() -> int:
             if k not in ("API_TOKEN", "ADMIN_TOKEN", "WORKER_TOKEN", "GOTASKQ_HANDLERS", "STRICT_TYPES")
         }
         env |= {"REDIS_URL": redis_url, "LOG_LEVEL": "WARNING", "MAX_QUEUE_DEPTH": "0"}
-        port, mport = free_port(), free_port()
+        port = free_port()
+        mport = free_port()
+        while mport == port:
+            mport = free_port()
         api_url = f"http://127.0.0.1:{port}/jobs"
         metrics_url = f"http://127.0.0.1:{mport}/metrics"
         try:

@@ -48,7 +48,7 @@ def test_an_enqueue_call_is_one_entry_found_by_any_of_its_ids() -> None:
     first, second, other = _ids(a, 50), _ids(a, 3), _ids(b, 5)
     recent.add_run(int(second[0]), int(second[-1]), "q2")  # answered before the call minted first
     recent.add_run(int(first[0]), int(first[-1]), "q1")
-    assert recent.firsts == sorted(recent.firsts)
+    assert list(recent.firsts) == sorted(recent.firsts)
     assert all(recent.get(jid) == "q1" for jid in first)
     assert all(recent.get(jid) == "q2" for jid in second)
     assert all(recent.get(jid) is None for jid in other)  # another process's ids
@@ -57,6 +57,7 @@ def test_an_enqueue_call_is_one_entry_found_by_any_of_its_ids() -> None:
     assert recent.get("not-an-id") is None and recent.get("²") is None
     recent.add_run(int(first[0]), int(first[-1]), "q1")  # the same call again: no second entry
     assert len(recent.firsts) == 2
+    assert recent.get(str(2**63 + 5)) is None and recent.get("1" * 25) is None
 
 
 def test_a_run_that_borrowed_the_next_millisecond_is_not_found_for_other_nodes_ids() -> None:
@@ -75,7 +76,7 @@ def test_the_run_list_drops_its_older_half_when_full() -> None:
     calls = [_ids(source, 2) for _ in range(11)]
     for call in calls:
         recent.add_run(int(call[0]), int(call[-1]), "q")
-    assert len(recent.firsts) == 6 and len(recent.runs) == 6
+    assert len(recent.firsts) == len(recent.lasts) == len(recent.queues) == 6
     assert recent.get(calls[0][0]) is None and recent.get(calls[-1][-1]) == "q"
     recent.clear()
     assert recent.get(calls[-1][-1]) is None

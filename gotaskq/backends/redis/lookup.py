@@ -27,6 +27,7 @@ import asyncio
 import bisect
 import contextlib
 import logging
+from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -164,8 +165,11 @@ class RecentIds:
         self._count = generations
         self._max_runs = max_runs
         self.generations: list[dict[str, str]] = [{}]  # newest first
-        self.firsts: list[int] = []  # each run's first id, sorted
-        self.runs: list[tuple[int, str]] = []  # (last id, queue) of the run at the same index
+        # the runs, sorted by first id: machine integers, 16 bytes a run (Python ints and a
+        # tuple a run were ~100); a run's queue is a reference to one shared name
+        self.firsts = array("q")
+        self.lasts = array("q")
+        self.queues: list[str] = []
 
     def add(self, job_ids: Sequence[str], queue: str) -> None:
         """Single ids (or any ids): one entry each."""
@@ -182,35 +186,37 @@ class RecentIds:
         if firsts and first <= firsts[-1]:  # calls answer out of the order their ids were minted
             at = bisect.bisect_left(firsts, first)
             if at < len(firsts) and firsts[at] == first:  # the same call again (Cluster: before and after)
-                self.runs[at] = (last, queue)
+                self.lasts[at] = last
+                self.queues[at] = queue
                 return
             firsts.insert(at, first)
-            self.runs.insert(at, (last, queue))
+            self.lasts.insert(at, last)
+            self.queues.insert(at, queue)
         else:
             firsts.append(first)
-            self.runs.append((last, queue))
+            self.lasts.append(last)
+            self.queues.append(queue)
         if len(firsts) > self._max_runs:
             half = len(firsts) // 2
             del firsts[:half]
-            del self.runs[:half]
+            del self.lasts[:half]
+            del self.queues[:half]
 
     def get(self, job_id: str) -> str | None:
         for generation in self.generations:
             queue = generation.get(job_id)
             if queue is not None:
                 return queue
-        if not self.firsts or not (job_id.isascii() and job_id.isdigit()) or len(job_id) > 20:
-            return None
+        if not self.firsts or not (job_id.isascii() and job_id.isdigit()) or len(job_id) > 19:
+            return None  # not one of our ids (below 2**63)
         jid = int(job_id)
         at = bisect.bisect_right(self.firsts, jid) - 1
         if at < 0:
             return None
-        last, queue = self.runs[at]
-        first = self.firsts[at]
         # a run that borrowed the next millisecond spans other nodes' ids between its two parts
-        if jid > last or (jid ^ first) >> SEQ_BITS & MAX_NODE:
+        if jid > self.lasts[at] or (jid ^ self.firsts[at]) >> SEQ_BITS & MAX_NODE:
             return None
-        return queue
+        return self.queues[at]
 
     def discard(self, job_ids: Iterable[str]) -> None:
         for jid in job_ids:
@@ -219,8 +225,7 @@ class RecentIds:
 
     def clear(self) -> None:
         self.generations = [{}]
-        self.firsts.clear()
-        self.runs.clear()
+        self.firsts, self.lasts, self.queues = array("q"), array("q"), []
 
 
 class JobIndex:
@@ -277,7 +282,9 @@ class JobIndex:
         self.recent.discard(job_ids)
 
     async def forget_call(self, queue: str, job_ids: Sequence[str]) -> None:
-        """Drop the entry of a call the store refused (none of its jobs exist)."""
+        """Drop the index entry of a call the store refused (none of its jobs exist). The cache
+        may still hold its run (Cluster: remembered before the write): a lookup of one of its
+        ids reads that queue and finds no job, as the index would have answered."""
         self.forget(job_ids)
         async with guard():
             for run in runs_of(queue, job_ids):
