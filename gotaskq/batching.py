@@ -10,12 +10,20 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 
+# Event-loop passes a flush waits at most for more items. Under HTTP load (hey -c 50) requests
+# come in over a few passes: gathering them made enqueue calls ~2x larger (976 -> ~650 calls
+# for 20,000 POST /jobs) and the API's CPU per request 39.5 -> 36.5 us, as each call costs the
+# API a write, a read and a wake-up and Redis a script run; at idle the one pass adds microseconds.
+GATHER_PASSES = 16
+
 
 @dataclass
 class Batcher(Generic[T, R]):
     """Callers ``submit`` one item each; while a flush is in flight the next items gather, and
-    go together in the following flush. At idle a lone item is flushed at once (no added wait).
-    ``flush`` returns one result per item, or raises, which every caller of that round sees."""
+    go together in the following flush. Before each flush the event loop runs while items keep
+    arriving (up to GATHER_PASSES passes, each without a wait): a lone item at idle is flushed
+    after one pass. ``flush`` returns one result per item, or raises, which every caller of that
+    round sees."""
 
     flush: Callable[[list[T]], Awaitable[list[R]]]
     max_batch: int = 500
@@ -29,8 +37,26 @@ class Batcher(Generic[T, R]):
             self.task = asyncio.create_task(self._drain())
         return await fut
 
+    async def _gather(self) -> None:
+        """Let the loop run while it brings more items: callers whose requests were read in the
+        same pass, or the next, join this flush instead of waiting for the one after."""
+        for _ in range(GATHER_PASSES):
+            before = len(self.pending)
+            if before >= self.max_batch:
+                return
+            await asyncio.sleep(0)
+            if len(self.pending) == before:
+                return
+
     async def _drain(self) -> None:
         while self.pending:
+            try:
+                await self._gather()
+            except asyncio.CancelledError:
+                for _, fut in self.pending:  # nobody else would answer them
+                    fut.cancel()
+                self.pending.clear()
+                raise
             batch = self.pending[: self.max_batch]
             del self.pending[: self.max_batch]
             try:
