@@ -72,10 +72,12 @@ async def enqueue_bulk(backend: RedisBackend, n: int, per_call: int) -> None:
         await backend.enqueue_many([NewJob.build("noop", PAYLOAD) for _ in range(start, min(n, start + per_call))])
 
 
-async def claim_all(backend: RedisBackend, n: int, leases: list[tuple[str, int]], lease_ms: int) -> None:
-    """Claims of 100 until ``leases`` holds n (job id, token)."""
+async def claim_all(
+    backend: RedisBackend, n: int, leases: list[tuple[str, int]], lease_ms: int, per_call: int = 100
+) -> None:
+    """Claims of ``per_call`` until ``leases`` holds n (job id, token)."""
     while len(leases) < n:
-        batch = await backend.claim("default", 100, lease_ms)
+        batch = await backend.claim("default", per_call, lease_ms)
         if not batch.jobs:
             break
         leases.extend((c.job.id, c.token) for c in batch.jobs)

@@ -10,6 +10,7 @@ to what the backend sends can be compared with its parent in one run each:
 - enqueue: ``enqueue_many`` (the bulk path, up to 100 jobs a call);
 - claim: ``claim`` of 100 jobs a call;
 - complete: ``complete`` of ``--complete-batch`` jobs a call;
+- (``--batch B``: B jobs a call in all three; with B = 1 each figure is one call's whole cost);
 - flow: with ``--backlog`` jobs waiting, each step enqueues ``--flow-batch`` jobs, claims as many
   and completes the batch claimed two steps before, as a worker that keeps up does.
 
@@ -126,13 +127,13 @@ async def run(args: argparse.Namespace, url: str, server: Counted) -> dict[str, 
     leases: list[tuple[str, int]] = []
 
     async def enqueue() -> None:
-        await enqueue_bulk(backend, n, 100)
+        await enqueue_bulk(backend, n, args.batch or 100)
 
     async def claim() -> None:
-        await claim_all(backend, n, leases, LEASE_MS)
+        await claim_all(backend, n, leases, LEASE_MS, args.batch or 100)
 
     async def complete() -> None:
-        await complete_all(backend, leases, args.complete_batch)
+        await complete_all(backend, leases, args.batch or args.complete_batch)
 
     async def flow() -> None:
         await steady_flow(backend, n, args.flow_batch, LEASE_MS)
@@ -159,6 +160,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=2000, help="jobs per phase (default 2000)")
     ap.add_argument("--complete-batch", type=int, default=50, help="completions per call (default 50)")
+    ap.add_argument(
+        "--batch",
+        type=int,
+        default=0,
+        help="jobs per enqueue, claim and complete call (default: 100, 100, --complete-batch);"
+        " --batch 1 shows what a call costs whatever it carries",
+    )
     ap.add_argument("--backlog", type=int, default=100, help="jobs waiting during the flow (default 100)")
     ap.add_argument("--flow-batch", type=int, default=25, help="jobs per flow step (default 25)")
     ap.add_argument("--keep", action="store_true", help="keep the callgrind dumps (callgrind_annotate reads them)")
@@ -177,7 +185,8 @@ def main() -> None:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
     sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    print(json.dumps({"bench": "redis_instructions", "n": args.n, "git_sha": sha, "instructions_per_job": per_job}))
+    line = {"bench": "redis_instructions", "n": args.n, "batch": args.batch or None, "git_sha": sha}
+    print(json.dumps(line | {"instructions_per_job": per_job}))
 
 
 if __name__ == "__main__":
