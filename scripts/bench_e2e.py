@@ -44,7 +44,7 @@ from typing import Any
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core import free_port, git_sha, log, redis_pid, redis_server, stop_process
+from bench_core import ROOT, free_port, git_sha, log, redis_pid, redis_server, stop_process
 from bench_http import cpu_s, hey, parse_hey, spread, start_server, us_per
 
 from gotaskq import keys
@@ -110,7 +110,9 @@ def one_run(
     api_url: str, metrics_url: str, procs: dict[str, subprocess.Popen[bytes]], r: redis.Redis, args: argparse.Namespace
 ) -> dict[str, Any]:
     worker = procs["worker"]
-    hey(api_url, args.warmup, min(args.c, args.warmup), timeout=120)
+    out, _ = hey(api_url, args.warmup, min(args.c, args.warmup), timeout=120)
+    if parse_hey(out)["status_codes"] != {"201": args.warmup}:
+        raise RuntimeError(f"warm-up: status codes {parse_hey(out)['status_codes']}")
     drained(r, worker, "the warm-up")  # its jobs (and the start-up probe's) are not the run's
     base = settled_done(metrics_url)
     pids = {name: p.pid for name, p in procs.items()} | {"redis": redis_pid(args.redis_url)}
@@ -177,6 +179,7 @@ def main() -> int:
             with open(wlog, "wb") as out:
                 procs["worker"] = subprocess.Popen(
                     [sys.executable, "-m", "gotaskq", "worker"],
+                    cwd=ROOT,  # as the API (start_server): `-m gotaskq` loads this checkout's code
                     env=env | {"NUM_WORKERS": str(args.c), "METRICS_PORT": str(mport)},
                     stdout=out,
                     stderr=subprocess.STDOUT,

@@ -12,7 +12,8 @@ Per run (``--runs``, default 3; the two servers alternate, gotaskq first): FLUSH
 ``--warmup`` requests (not counted), then ``hey -n N -c C -m POST -T application/json
 -d '{"type":"noop","payload":{}}'``. Every answer must be a 201 (and for gotaskq, N jobs must be
 pending afterwards). Per run: requests/s, p50/p99 latency, status codes, the server process's
-CPU µs per request (/proc/<pid>/stat over the hey run), redis-server's (gotaskq) and hey's own
+CPU µs per request (/proc/<pid>/stat over the hey run), redis-server's (gotaskq), the script
+calls Redis answered in the run (gotaskq: its coalesced enqueue calls) and hey's own
 (it shares the 2 cores: getrusage of children). Summary: min/median/max of each, and the ratio
 gotaskq / bare (of the medians, and min/median/max of the per-run ratios).
 
@@ -128,6 +129,7 @@ def measure(
     hey(url, args.warmup, min(args.c, args.warmup), timeout=120)
     flushall(redis_url)
     rpid = redis_pid(redis_url)
+    calls0 = script_calls(redis_url)
     server0, redis0 = cpu_s(proc.pid), cpu_s(rpid)
     out, hey_cpu = hey(url, args.n, args.c, timeout=600)
     server_cpu, redis_cpu = cpu_s(proc.pid) - server0, cpu_s(rpid) - redis0
@@ -144,9 +146,18 @@ def measure(
     del res["errors"]
     res["server_cpu_us_per_request"] = us_per(server_cpu, args.n)
     res["redis_cpu_us_per_request"] = us_per(redis_cpu, args.n) if name == "gotaskq" else None
+    # how many requests an enqueue call carried (gotaskq coalesces concurrent POST /jobs)
+    res["script_calls"] = script_calls(redis_url) - calls0 if name == "gotaskq" else None
     res["hey_cpu_us_per_request"] = us_per(hey_cpu, args.n)
     flushall(redis_url)
     return res
+
+
+def script_calls(redis_url: str) -> int:
+    """EVALSHA calls redis-server has answered (INFO commandstats)."""
+    with redis.Redis.from_url(redis_url) as r:
+        stats: dict[str, Any] = r.info("commandstats")  # type: ignore[assignment]
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
 
 
 def uvicorn_setup() -> str:
@@ -164,6 +175,7 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "server_cpu_us_per_request",
         "redis_cpu_us_per_request",
         "hey_cpu_us_per_request",
+        "script_calls",
     )
     return {k: spread([r[k] for r in runs if r.get(k) is not None]) for k in keys}
 

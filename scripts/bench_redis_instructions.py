@@ -172,6 +172,8 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the callgrind dumps (callgrind_annotate reads them)")
     ap.add_argument("--annotate", action="store_true", help="print each phase's hottest functions to stderr")
     args = ap.parse_args()
+    if args.batch < 0 or args.n < 1:
+        ap.error("--batch must be 0 (the defaults) or more, and --n at least 1")
     require_callgrind()
     tmp = Path(tempfile.mkdtemp(prefix="gotaskq-instr-"))
     out = tmp / "cg.out"

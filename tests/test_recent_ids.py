@@ -58,6 +58,9 @@ def test_an_enqueue_call_is_one_entry_found_by_any_of_its_ids() -> None:
     recent.add_run(int(first[0]), int(first[-1]), "q1")  # the same call again: no second entry
     assert len(recent.firsts) == 2
     assert recent.get(str(2**63 + 5)) is None and recent.get("1" * 25) is None
+    recent.add_run(2**63 - 5, 2**63 + 5, "q3")  # not a run of ours: ignored, the arrays stay in step
+    recent.add_run(9, 3, "q3")
+    assert len(recent.firsts) == len(recent.lasts) == len(recent.queues) == 2
 
 
 def test_a_run_that_borrowed_the_next_millisecond_is_not_found_for_other_nodes_ids() -> None:

@@ -182,6 +182,8 @@ class RecentIds:
 
     def add_run(self, first: int, last: int, queue: str) -> None:
         """The ids one next_many call minted, ``first`` to ``last``."""
+        if not 0 <= first <= last < 2**63:  # not ids of ours: the arrays hold 64-bit integers
+            return
         firsts = self.firsts
         if firsts and first <= firsts[-1]:  # calls answer out of the order their ids were minted
             at = bisect.bisect_left(firsts, first)
