@@ -31,8 +31,6 @@ import json
 import os
 import platform
 import re
-import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -45,7 +43,7 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_core import ROOT, free_port, git_sha, log, redis_pid, redis_server, stop_process
-from bench_http import cpu_s, hey, parse_hey, spread, start_server, us_per
+from bench_http import cpu_s, hey, parse_hey, plain_env, ready_for_hey, script_calls, spread, start_server, us_per
 
 from gotaskq import keys
 
@@ -101,11 +99,6 @@ def wait_metrics(metrics_url: str, worker: subprocess.Popen[bytes], logfile: Pat
             time.sleep(0.05)
 
 
-def script_calls(r: redis.Redis) -> int:
-    stats: dict[str, Any] = r.info("commandstats")  # type: ignore[assignment]
-    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
-
-
 def one_run(
     api_url: str, metrics_url: str, procs: dict[str, subprocess.Popen[bytes]], r: redis.Redis, args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -116,8 +109,8 @@ def one_run(
     drained(r, worker, "the warm-up")  # its jobs (and the start-up probe's) are not the run's
     base = settled_done(metrics_url)
     pids = {name: p.pid for name, p in procs.items()} | {"redis": redis_pid(args.redis_url)}
+    calls0 = script_calls(args.redis_url)
     before = {name: cpu_s(pid) for name, pid in pids.items()}
-    calls0 = script_calls(r)
     t0 = time.monotonic()
     out, _ = hey(api_url, args.n, args.c, timeout=600)
     res = parse_hey(out)
@@ -125,7 +118,7 @@ def one_run(
         raise RuntimeError(f"status codes {res['status_codes']}, errors {res['errors']}\n{out[-1500:]}")
     t1 = drained(r, worker, "the run")
     after = {name: cpu_s(pid) for name, pid in pids.items()}
-    calls = script_calls(r) - calls0
+    calls = script_calls(args.redis_url) - calls0
     done = settled_done(metrics_url) - base
     if done != args.n:
         raise RuntimeError(f"{args.n} jobs answered 201 but the worker ran {done} to DONE")
@@ -146,21 +139,12 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=3, help="runs (default 3)")
     p.add_argument("--warmup", type=int, default=1000, help="requests before each run, drained, not counted")
     args = p.parse_args()
-    if args.runs < 1 or args.c < 1 or args.n < args.c or args.warmup < 1:
-        p.error("--runs, --c and --warmup must be positive and --n at least --c")
-    if shutil.which("hey") is None:
-        raise SystemExit("hey is not installed (apt-get install hey)")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the finally blocks stop our processes
+    ready_for_hey(p, args)
     procs: dict[str, subprocess.Popen[bytes]] = {}
     runs: list[dict[str, Any]] = []
     with redis_server() as redis_url, tempfile.TemporaryDirectory(prefix="gotaskq-bench-e2e-") as tmp:
         args.redis_url = redis_url
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in ("API_TOKEN", "ADMIN_TOKEN", "WORKER_TOKEN", "GOTASKQ_HANDLERS", "STRICT_TYPES")
-        }
-        env |= {"REDIS_URL": redis_url, "LOG_LEVEL": "WARNING", "MAX_QUEUE_DEPTH": "0"}
+        env = plain_env() | {"REDIS_URL": redis_url, "LOG_LEVEL": "WARNING", "MAX_QUEUE_DEPTH": "0"}
         port = free_port()
         mport = free_port()
         while mport == port:

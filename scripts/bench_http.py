@@ -153,6 +153,23 @@ def measure(
     return res
 
 
+def ready_for_hey(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Check the load arguments (--n, --c, --runs, --warmup) and that hey is installed, and make
+    SIGTERM run the finally blocks that stop the processes started (bench_http, bench_e2e)."""
+    if args.runs < 1 or args.c < 1 or args.n < args.c or args.warmup < 1:
+        p.error("--runs, --c and --warmup must be positive and --n at least --c")
+    if shutil.which("hey") is None:
+        raise SystemExit("hey is not installed (apt-get install hey)")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
+def plain_env() -> dict[str, str]:
+    """This environment without what would change what a gotaskq process does per request
+    (tokens, handler modules, strict types)."""
+    unset = ("API_TOKEN", "ADMIN_TOKEN", "WORKER_TOKEN", "GOTASKQ_HANDLERS", "STRICT_TYPES")
+    return {k: v for k, v in os.environ.items() if k not in unset}
+
+
 def script_calls(redis_url: str) -> int:
     """EVALSHA calls redis-server has answered (INFO commandstats)."""
     with redis.Redis.from_url(redis_url) as r:
@@ -187,22 +204,14 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=3, help="runs per server, alternating (default 3)")
     p.add_argument("--warmup", type=int, default=500, help="requests before each run, not counted (default 500)")
     args = p.parse_args()
-    if args.runs < 1 or args.c < 1 or args.n < args.c or args.warmup < 1:
-        p.error("--runs, --c and --warmup must be positive and --n at least --c")
-    if shutil.which("hey") is None:
-        raise SystemExit("hey is not installed (apt-get install hey)")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the finally blocks stop our processes
+    ready_for_hey(p, args)
     procs: list[subprocess.Popen[bytes]] = []
     with redis_server() as redis_url, tempfile.TemporaryDirectory(prefix="gotaskq-bench-http-") as tmp:
         with redis.Redis.from_url(redis_url) as r:
             redis_version = r.info("server")["redis_version"]
         try:
             gport, bport = free_port(), free_port()
-            env = {
-                k: v
-                for k, v in os.environ.items()
-                if k not in ("API_TOKEN", "ADMIN_TOKEN", "WORKER_TOKEN", "GOTASKQ_HANDLERS", "STRICT_TYPES")
-            }
+            env = plain_env()
             genv = env | {
                 "REDIS_URL": redis_url,
                 "NUM_WORKERS": "0",
