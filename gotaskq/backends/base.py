@@ -14,7 +14,7 @@ STATS_MINUTES = 25 * 60  # per-minute counts are kept this long (a day, and an h
 LEASE_EXPIRED = "LeaseExpired: the worker stopped heartbeating before the lease ran out"
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)  # not frozen, as Claimed: made for every job, and a frozen init costs ~2.5x
 class Enqueued:
     """Result of an enqueue: the job, and whether it was created now (False: idempotent replay)."""
 

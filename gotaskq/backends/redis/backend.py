@@ -607,7 +607,7 @@ class RedisBackend:
                 existing = await self._get_in(queue, existing_id)
                 if existing is None:  # it vanished since the script saw it: report that honestly
                     raise JobNotFound(f"job {existing_id}, which idempotency key replays, no longer exists")
-                out[k] = Enqueued(existing, created=False)
+                out[k] = Enqueued(existing, False)  # created: by position, see Job below
                 continue
             run_at = None
             status = S.PENDING
@@ -629,7 +629,7 @@ class RedisBackend:
                 spec.idempotency_key,
             )
             job.created_at = job.updated_at = now
-            out[k] = Enqueued(job, created=True)
+            out[k] = Enqueued(job, True)  # created
 
     async def _withdraw(self, done: list[tuple[str, list[int]]], out: list[Enqueued | None], exc: GotaskqError) -> None:
         """Take back the jobs earlier calls of a refused batch created; name any a worker already took."""
