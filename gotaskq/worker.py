@@ -683,10 +683,13 @@ class Worker:
 
     def _take_flush(self, queue: str, box: list[tuple[Claimed, Completion]]) -> _Flush:
         """The next completions to write, and how many jobs to claim on the way back (their
-        slots reserved now). Two calls when a second may start: half the completions each."""
+        slots reserved now). Two calls when a second may start and jobs wait to ride back on
+        them (the queue is not dry): half the completions each. From a dry queue nothing rides
+        back, and two calls would only double what each costs the worker and Redis whatever it
+        carries (bench_e2e: 0.154-0.162 -> 0.135-0.139 script calls a job)."""
         batch = box[:COMPLETION_BATCH]
         del box[:COMPLETION_BATCH]
-        if len(batch) > 1 and self._flushing[queue] < FLUSHES_PER_QUEUE:
+        if len(batch) > 1 and self._flushing[queue] < FLUSHES_PER_QUEUE and queue not in self._dry:
             rest = batch[len(batch) // 2 :]
             del batch[len(batch) // 2 :]
             flush = _Flush(batch, self._ride(queue, len(batch)))

@@ -520,6 +520,40 @@ async def test_a_busy_worker_runs_jobs_while_a_completion_call_is_on_its_way(
     assert out["started_during_call"] >= 0.8 * out["started"], out
 
 
+async def test_completions_from_a_dry_queue_go_in_one_call(pool: Pool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two completion calls in flight pay off when each claims the next jobs on its way back;
+    from a queue that gave fewer jobs than asked (dry) nothing rides back, so the box goes in
+    one call: two would only double what each call costs the worker and the store."""
+    app = await pool.app(num_workers=20)
+    backend = app.backend
+    calls: list[int] = []
+    inner, inner_complete = backend.complete_and_claim, backend.complete
+
+    async def complete_and_claim(
+        queue: str, done: Sequence[Completion], count: int, lease_ms: int
+    ) -> tuple[list[bool], Any]:
+        calls.append(len(done))
+        return await inner(queue, done, count, lease_ms)
+
+    async def complete(queue: str, done: Sequence[Completion]) -> list[bool]:
+        calls.append(len(done))
+        return await inner_complete(queue, done)
+
+    monkeypatch.setattr(backend, "complete_and_claim", complete_and_claim)
+    monkeypatch.setattr(backend, "complete", complete)
+
+    @app.task("quick")
+    async def quick(job: Job) -> None:
+        return None
+
+    await app.pause("default")
+    await backend.enqueue_many([app.new_job("quick", None) for _ in range(10)])
+    await pool.start(app)
+    await app.resume("default")  # one claim takes the 10 of the 20 it asks: the queue is dry
+    await wait_until(lambda: sum(calls) >= 10, what="10 completions written")
+    assert calls == [10], calls
+
+
 async def test_a_completion_call_that_found_its_work_taken_lets_the_next_one_start(
     pool: Pool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
