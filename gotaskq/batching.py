@@ -12,8 +12,8 @@ R = TypeVar("R")
 
 # Event-loop passes a flush waits at most for more items. Under HTTP load (hey -c 50) requests
 # come in over a few passes: gathering them made the enqueue calls for 20,000 POST /jobs ~1.5x
-# larger (~980 -> ~650) and cut the API's CPU per request by ~4 us (README, round 3, tenth
-# pass): each call costs the API a write, a read and a wake-up, and Redis a script run. At idle
+# larger (1,009-1,134 -> 648-771) and cut the API's CPU per request by ~3.5 us (README, round 3,
+# tenth pass): each call costs the API a write, a read and a wake-up, and Redis a script run. At idle
 # the one pass adds microseconds.
 GATHER_PASSES = 16
 

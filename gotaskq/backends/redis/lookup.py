@@ -146,7 +146,7 @@ class RecentIds:
     on a Cluster, a job whose index write is backlogged is found only here).
 
     An enqueue call's ids are one run of this process's ids (Snowflake.next_many), so a call is
-    one entry, (first, last, queue), in a list sorted by first: a lookup is a bisect. One dict
+    one entry, (first, last, queue), in arrays sorted by first: a lookup is a bisect. One dict
     insert per id was ~3 % of a POST /jobs in a py-spy profile of the API. When the list holds
     ``max_runs`` entries its older half is dropped. Ids found by a lookup, one at a time, go
     into plain dicts: new ids into the newest, and when it is full the oldest is dropped whole
