@@ -20,6 +20,7 @@ import uvicorn
 
 from .cli_output import count
 from .config import Settings
+from .http_protocol import OneWriteHttpToolsProtocol
 
 log = logging.getLogger("gotaskq")
 
@@ -107,6 +108,7 @@ def run_server(asgi: Any, app: Any, settings: Settings) -> None:
         port=settings.port,
         log_level=settings.log_level.lower(),
         access_log=False,
+        http=OneWriteHttpToolsProtocol,  # a response in one write, not two
         lifespan="on",
         timeout_graceful_shutdown=int(settings.shutdown_grace) + 5,
     )
