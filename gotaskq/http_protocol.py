@@ -39,7 +39,7 @@ class JoinedWrites:
             self._held = None
             self._transport.writelines((held, data))  # uvloop: one writev, no copy
         elif data[-4:] == HEAD_END:
-            self._held = data
+            self._held = data if type(data) is bytes else bytes(data)  # kept past the caller's step
             self._loop.call_soon(self.release)
         else:
             self._transport.write(data)

@@ -66,6 +66,15 @@ async def test_a_head_without_its_body_in_that_step_leaves_at_the_end_of_the_ste
     assert rec.sent == [HEAD, b"{}"]
 
 
+async def test_a_held_head_is_a_copy_of_what_the_caller_passed() -> None:
+    rec, t = joined()
+    head = bytearray(HEAD)
+    t.write(head)  # type: ignore[arg-type]
+    head[:4] = b"XXXX"  # the caller reuses its buffer within the step
+    await asyncio.sleep(0)
+    assert rec.sent == [HEAD]
+
+
 async def test_other_writes_leave_at_once() -> None:
     rec, t = joined()
     t.write(b"5\r\nhello\r\n")
@@ -149,6 +158,20 @@ async def test_post_jobs_through_uvicorn_answers_each_response_in_one_write() ->
     assert [r.split(b"\r\n", 1)[0] for r in got] == [b"HTTP/1.1 201 Created"] * 2
     assert all(b'"payload":{"n":1}' in r for r in got)
     assert _Counted.writes == got  # each response, head and body, was one write
+
+    _Counted.writes = []
+    got = await _serve(create_app(app), lambda port: _head(port, b"HEAD /healthz HTTP/1.1\r\nhost: x\r\n\r\n"))
+    assert got.startswith(b"HTTP/1.1 200 OK\r\n") and got.endswith(b"\r\n\r\n")
+    assert _Counted.writes == [got]  # a head with no body to wait for leaves at the end of its step
+
+
+async def _head(port: int, request: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        return await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    finally:
+        writer.close()
 
 
 async def test_a_streamed_response_through_uvicorn_is_whole_and_in_order() -> None:
