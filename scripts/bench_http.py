@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """POST /jobs requests/s of `gotaskq api` against the bare Starlette + uvicorn endpoint, same `hey` load.
 
-Two servers on 127.0.0.1, both one uvicorn process with loop/http "auto" (uvloop + httptools
-when installed, as here), access log off, log level warning:
+Two servers on 127.0.0.1, both one uvicorn process with loop "auto" (uvloop when installed, as
+here), access log off, log level warning:
 
 - ``python -m gotaskq api`` (REDIS_URL = this script's own redis-server, NUM_WORKERS=0,
-  LOG_LEVEL=WARNING, no tokens): every 201 is a job stored in Redis;
-- ``scripts/bare_endpoint.py``: reads the body, answers a constant job-sized 201.
+  LOG_LEVEL=WARNING, no tokens): every 201 is a job stored in Redis. Its HTTP protocol is
+  gotaskq's (gotaskq.http_protocol: uvicorn's httptools one, a response in one write);
+- ``scripts/bare_endpoint.py``: reads the body, answers a constant job-sized 201, on uvicorn's
+  own http "auto" (httptools when installed, two writes a response); with ``--bare-one-write``
+  on gotaskq's protocol too, to tell what the protocol alone is worth.
 
 Per run (``--runs``, default 3; the two servers alternate, gotaskq first): FLUSHALL, a warm-up of
 ``--warmup`` requests (not counted), then ``hey -n N -c C -m POST -T application/json
@@ -20,7 +23,7 @@ gotaskq / bare (of the medians, and min/median/max of the per-run ratios).
 Its own redis-server on a free loopback port in a temp dir (bench_core's helpers); both servers
 are stopped by pid, also on error. ONE JSON line on stdout, progress on stderr.
 
-    .venv/bin/python scripts/bench_http.py [--n 20000] [--c 50] [--runs 3]
+    .venv/bin/python scripts/bench_http.py [--n 20000] [--c 50] [--runs 3] [--bare-one-write]
 """
 
 from __future__ import annotations
@@ -177,11 +180,16 @@ def script_calls(redis_url: str) -> int:
     return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
 
 
-def uvicorn_setup() -> str:
-    """What loop/http "auto" picks in this venv (both servers run in it)."""
+def uvicorn_setup(bare_one_write: bool) -> str:
+    """What loop/http "auto" picks in this venv (both servers run in it), and the HTTP protocol
+    each server runs."""
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     http = "httptools" if importlib.util.find_spec("httptools") else "h11"
-    return f"1 process each, loop/http auto = {loop}/{http}, access log off, log level warning"
+    bare = "the same" if bare_one_write else f"uvicorn's own {http}"
+    return (
+        f"1 process each, loop/http auto = {loop}/{http}, access log off, log level warning; gotaskq's "
+        f"http = httptools with a response in one write (gotaskq.http_protocol), bare's = {bare}"
+    )
 
 
 def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -203,6 +211,11 @@ def main() -> int:
     p.add_argument("--c", type=int, default=50, help="hey's concurrent callers (default 50)")
     p.add_argument("--runs", type=int, default=3, help="runs per server, alternating (default 3)")
     p.add_argument("--warmup", type=int, default=500, help="requests before each run, not counted (default 500)")
+    p.add_argument(
+        "--bare-one-write",
+        action="store_true",
+        help="the bare endpoint runs gotaskq's one-write HTTP protocol too (default: uvicorn's own)",
+    )
     args = p.parse_args()
     ready_for_hey(p, args)
     procs: list[subprocess.Popen[bytes]] = []
@@ -226,7 +239,13 @@ def main() -> int:
                     f"http://127.0.0.1:{gport}/jobs",
                 ),
                 "bare": (
-                    [sys.executable, str(Path(__file__).resolve().parent / "bare_endpoint.py"), "--port", str(bport)],
+                    [
+                        sys.executable,
+                        str(Path(__file__).resolve().parent / "bare_endpoint.py"),
+                        "--port",
+                        str(bport),
+                        *(["--one-write"] if args.bare_one_write else []),
+                    ],
                     env,
                     f"http://127.0.0.1:{bport}/jobs",
                 ),
@@ -253,7 +272,7 @@ def main() -> int:
         "c": args.c,
         "runs": args.runs,
         "body": BODY,
-        "uvicorn": uvicorn_setup(),
+        "uvicorn": uvicorn_setup(args.bare_one_write),
         "cores": os.cpu_count(),
         "redis_version": redis_version,
         "python_version": platform.python_version(),

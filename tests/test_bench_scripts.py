@@ -124,11 +124,14 @@ def test_bench_e2e_runs_every_posted_job_and_reports_cpu_per_job() -> None:
 
 
 @pytest.mark.timeout(60)
-def test_bench_http_compares_gotaskq_api_with_the_bare_endpoint() -> None:
+@pytest.mark.parametrize("bare_one_write", [False, True])
+def test_bench_http_compares_gotaskq_api_with_the_bare_endpoint(bare_one_write: bool) -> None:
     need("redis-server")
     need("hey")
-    (line,) = run_script("bench_http.py", "--n", "300", "--c", "10", "--runs", "1", "--warmup", "20")
+    flag = ["--bare-one-write"] if bare_one_write else []
+    (line,) = run_script("bench_http.py", "--n", "300", "--c", "10", "--runs", "1", "--warmup", "20", *flag)
     assert line["bench"] == "http"
+    assert line["uvicorn"].endswith("bare's = the same" if bare_one_write else "bare's = uvicorn's own httptools")
     for name in ("gotaskq", "bare"):
         (run,) = line[name]["runs"]
         assert run["status_codes"] == {"201": 300}
