@@ -4,7 +4,7 @@ one write, through a real uvicorn server on loopback and on a recording transpor
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import uvicorn
@@ -36,6 +36,13 @@ class Recording:
 
     def close(self) -> None:
         self.sent.append(b"<close>")
+        self.closed = True
+
+    def write_eof(self) -> None:
+        self.sent.append(b"<eof>")
+
+    def abort(self) -> None:
+        self.sent.append(b"<abort>")
         self.closed = True
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
@@ -94,6 +101,20 @@ async def test_a_close_sends_a_held_head_first_and_a_gone_client_gets_nothing() 
     await asyncio.sleep(0)
     assert rec.sent == []
     assert t.get_extra_info("peername") == ("127.0.0.1", 1)  # the rest is the transport's
+
+
+async def test_whatever_else_reaches_the_transport_sends_a_held_head_first() -> None:
+    rec, t = joined()
+    t.write(HEAD)
+    t.writelines([b"a", b"b"])
+    t.write(HEAD)
+    t.write_eof()
+    assert rec.sent == [HEAD + b"ab", HEAD, b"<eof>"]
+    rec, t = joined()
+    t.write(HEAD)
+    t.abort()  # an abort discards what is buffered
+    await asyncio.sleep(0)
+    assert rec.sent == [b"<abort>"]
 
 
 class _Counted(OneWriteHttpToolsProtocol):
@@ -207,3 +228,46 @@ def test_the_server_runs_the_one_write_protocol(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(cli_run, "leave_job_threads", lambda code: None)
     cli_run.run_server(object(), object(), Settings(num_workers=0))
     assert seen == [OneWriteHttpToolsProtocol]
+
+
+def test_a_held_last_chunk_reaches_a_client_that_half_closes_on_uvloop() -> None:
+    """uvloop closes the transport on a client's EOF, before the loop's next pass would send a
+    held write: the chunked body's last chunk (it ends with a blank line) went missing."""
+    import socket
+    import threading
+
+    import uvloop
+
+    held, eof_sent = threading.Event(), threading.Event()
+
+    async def chunked(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})  # chunked
+        await send({"type": "http.response.body", "body": b"abc", "more_body": True})
+        await send({"type": "http.response.body", "body": b""})  # b"0\r\n\r\n", held
+        held.set()
+        eof_sent.wait(10)  # the client's FIN is queued before this step ends
+
+    def client(port: int) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            assert held.wait(10)
+            s.shutdown(socket.SHUT_WR)
+            eof_sent.set()
+            got = b""
+            while chunk := s.recv(4096):
+                got += chunk
+            return got
+
+    async def main() -> bytes:
+        return cast(
+            bytes,
+            await _serve(chunked, lambda port: asyncio.get_running_loop().run_in_executor(None, client, port)),
+        )
+
+    got = uvloop.run(main())
+    assert got.startswith(b"HTTP/1.1 200 OK\r\n") and got.endswith(b"3\r\nabc\r\n0\r\n\r\n")
