@@ -140,6 +140,13 @@ class _Counted(OneWriteHttpToolsProtocol):
         super().connection_made(Spy())  # type: ignore[arg-type]
 
 
+async def _lifespan(receive: Any, send: Any) -> None:
+    """The lifespan protocol of a bare ASGI app: start, then wait for the shutdown."""
+    while (await receive())["type"] != "lifespan.shutdown":
+        await send({"type": "lifespan.startup.complete"})
+    await send({"type": "lifespan.shutdown.complete"})
+
+
 async def _serve(asgi: Any, run: Any) -> Any:
     config = uvicorn.Config(asgi, host="127.0.0.1", port=0, lifespan="on", log_config=None, http=_Counted)
     server = uvicorn.Server(config)
@@ -200,10 +207,7 @@ async def test_a_streamed_response_through_uvicorn_is_whole_and_in_order() -> No
 
     async def streamed(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+            return await _lifespan(receive, send)
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"6")]})
         await asyncio.sleep(0.01)  # the body comes steps later: the head went out alone
         await send({"type": "http.response.body", "body": b"abc", "more_body": True})
@@ -242,10 +246,7 @@ def test_a_held_last_chunk_reaches_a_client_that_half_closes_on_uvloop() -> None
 
     async def chunked(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+            return await _lifespan(receive, send)
         await send({"type": "http.response.start", "status": 200, "headers": []})  # chunked
         await send({"type": "http.response.body", "body": b"abc", "more_body": True})
         await send({"type": "http.response.body", "body": b""})  # b"0\r\n\r\n", held
