@@ -158,6 +158,21 @@ async def test_enqueue_immediate_is_pending(backend: Backend) -> None:
     await invariants(backend, job.id)
 
 
+async def test_a_job_a_caller_holds_is_its_own(backend: Backend) -> None:
+    """Changing a returned job changes nothing stored (the in-memory store hands out copies)."""
+    job = await enq(backend)
+    job.status, job.attempts = S.DONE, 9
+    read = await backend.get_job(job.id)
+    assert read is not None and (read.status, read.attempts) == (S.PENDING, 0)
+    read.priority = 7
+    (claimed,) = (await backend.claim("default", 1, 30_000)).jobs
+    claimed.job.errors.append({"error": "mine"})
+    claimed.job.lease = 99
+    stored = await backend.get_job(job.id)
+    assert stored is not None
+    assert (stored.status, stored.priority, stored.errors, stored.lease) == (S.RUNNING, 0, [], claimed.token)
+
+
 async def test_enqueue_delayed_is_scheduled(backend: Backend) -> None:
     before = now_ms()
     job = await enq(backend, delay=30)

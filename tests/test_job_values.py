@@ -43,3 +43,17 @@ def test_build_sets_every_field_as_init_would() -> None:
     assert built.timeout == 9.0 and type(built.timeout) is float
     with pytest.raises(FrozenInstanceError):
         built.priority = 10  # type: ignore[misc]
+
+
+def test_a_job_copy_holds_every_field_and_is_a_new_object() -> None:
+    from dataclasses import fields
+
+    from gotaskq.job import Job
+
+    values = {f.name: object() for f in fields(Job)}  # a distinct value per field, new ones too
+    job = Job(**values)  # type: ignore[arg-type]
+    copy = job.copy()
+    assert copy is not job
+    assert all(getattr(copy, name) is value for name, value in values.items())  # shallow, as replace()
+    copy.status = object()  # type: ignore[assignment]
+    assert job.status is values["status"]

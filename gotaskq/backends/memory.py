@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import orjson
 
@@ -47,6 +47,12 @@ from .base import (
 from .paging import all_queues_page, decode_cursor, encode_cursor
 
 S = JobStatus
+
+
+def _fingerprint(spec: NewJob) -> str:
+    """What an idempotency key is checked against; a job without a key needs none (a hash of
+    its body: ~0.5 us of every enqueue)."""
+    return spec.fingerprint() if spec.idempotency_key is not None else ""
 
 
 @dataclass
@@ -266,7 +272,7 @@ class MemoryBackend:
             if hit is not None:
                 if hit[1] != fp:
                     raise IdempotencyConflict("idempotency key was used for a different job", hit[0])
-                return Enqueued(replace(self._jobs[hit[0]]), created=False)
+                return Enqueued(self._jobs[hit[0]].copy(), created=False)
         depth = self.settings.max_queue_depth
         if depth and len(q.ready) + len(q.delayed) >= depth:
             raise QueueFull(f"queue {spec.queue!r} holds {depth} waiting jobs")
@@ -296,12 +302,12 @@ class MemoryBackend:
         if spec.idempotency_key is not None:
             self._idem[(spec.queue, spec.idempotency_key)] = (job.id, fp, now + self._idem_ttl_ms)
             heapq.heappush(self._idem_expiry, (now + self._idem_ttl_ms, spec.queue, spec.idempotency_key))
-        return Enqueued(replace(job), created=True)
+        return Enqueued(job.copy(), created=True)
 
     async def enqueue(self, spec: NewJob) -> Enqueued:
         now = now_ms()
         self._sweep(now)
-        out = self._enqueue_one(spec, spec.fingerprint(), now)
+        out = self._enqueue_one(spec, _fingerprint(spec), now)
         self._wake.set()
         return out
 
@@ -333,7 +339,7 @@ class MemoryBackend:
     async def enqueue_many(self, specs: Sequence[NewJob]) -> list[Enqueued]:
         now = now_ms()
         self._sweep(now)
-        fps = [s.fingerprint() for s in specs]
+        fps = [_fingerprint(s) for s in specs]
         self._precheck(specs, fps, now)
         out = [self._enqueue_one(s, fp, now) for s, fp in zip(specs, fps, strict=True)]
         self._wake.set()
@@ -342,7 +348,7 @@ class MemoryBackend:
     async def get_job(self, job_id: str) -> Job | None:
         self._sweep(now_ms())
         job = self._jobs.get(job_id)
-        return replace(job) if job is not None else None
+        return job.copy() if job is not None else None
 
     def _get(self, job_id: str) -> Job:
         job = self._jobs.get(job_id)
@@ -368,7 +374,7 @@ class MemoryBackend:
         self._move(job, S.CANCELLED, "cancel", now)
         (q.ready if was is S.PENDING else q.delayed).remove(job_id)
         self._finish(job, now)
-        return replace(job)
+        return job.copy()
 
     async def list_jobs(self, queue: str, status: JobStatus, limit: int, cursor: str | None) -> Page:
         q = self._queue(queue)
@@ -390,7 +396,7 @@ class MemoryBackend:
         if after is not None:
             entries = [e for e in entries if e < after]
         page = entries[:limit]
-        jobs = [replace(self._jobs[str(m)]) for _, m in page]
+        jobs = [self._jobs[str(m)].copy() for _, m in page]
         nxt = encode_cursor(queue, page[-1]) if len(entries) > limit else None
         return Page(jobs, nxt)
 
@@ -418,7 +424,9 @@ class MemoryBackend:
             job.started_at = now
             job.lease_ms = lease_ms if external else None
             q.running.add(job.id, float(now + lease_ms))
-            claimed.append(Claimed(replace(job, errors=list(job.errors)), job.lease))
+            copy = job.copy()
+            copy.errors = list(job.errors)  # the stored list grows on a failure: not the caller's
+            claimed.append(Claimed(copy, job.lease))
         if q.rate_limit is not None and claimed:
             window = now // max(1, round(q.rate_limit.per * 1000))
             q.started = {window: q.started.get(window, 0) + len(claimed)}
@@ -505,7 +513,7 @@ class MemoryBackend:
         if held.status is S.DEAD:
             self._count(job.queue, now, "dead")
         self._wake.set()  # idle workers re-read the next due time
-        return FailOutcome(held.status, replace(held))
+        return FailOutcome(held.status, held.copy())
 
     def _record_error(self, job: Job, error: str, now: int, traceback: str | None = None) -> None:
         entry = error_entry(job.attempts, error, now, traceback)
@@ -647,7 +655,7 @@ class MemoryBackend:
         job.run_at = now
         q.ready.add(job.id, self._ready_score(job))
         self._wake.set()
-        return replace(job)
+        return job.copy()
 
     async def run_now(self, job_id: str) -> Job:
         now = now_ms()
