@@ -63,9 +63,11 @@ local fresh = {}
 local seen = {}
 local replays = {}  -- the jobs this pass found to replay a key (by argument index): not written
 local pj = p .. 'j:'
-for i = first, last, step do
-  local id, idem, fp = ARGV[i], '', ''
-  if ARGV[6] == '1' then idem, fp = select(4, options(ARGV[i + 3])) end  -- keys: step is 4
+if ARGV[6] ~= '1' then  -- no job has a key: every one is fresh
+  for i = first, last, step do fresh[#fresh + 1] = pj .. ARGV[i] end
+end
+for i = first, ARGV[6] == '1' and last or first - 1, step do
+  local id, idem, fp = ARGV[i], select(4, options(ARGV[i + 3]))  -- keys: step is 4
   local hit = false
   if idem ~= '' then
     hit = live(idem)
@@ -103,6 +105,19 @@ local function score(pri)
   return v
 end
 local made, queued = 0, 0  -- jobs written (their keys are fresh's, in order), ready ones
+if step == 3 then  -- no job has options: each is ready now at priority 0, as the loop below would
+  -- make it, without its per-job parsing and tests: 30,126 -> 26,880 instructions a job in
+  -- calls of 100 (bench_redis_instructions.py), 32,710 -> 29,339 in calls of 30
+  local ready_now = score('0')
+  for i = first, last, 3 do
+    made = made + 1
+    queued = queued + 2
+    now_ready[queued - 1], now_ready[queued] = ready_now, ARGV[i]
+    rcall('HSET', fresh[made], 'm', ARGV[i + 1], 'p', ARGV[i + 2], 'ca', now_s, 'st', PENDING)
+    out[made + 1] = 0
+  end
+  first = last + 1  -- the general loop has nothing left
+end
 for i = first, last, step do
   local id, m, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local delay, run_at, pri, idem, fp = options(step == 4 and ARGV[i + 3] or '')

@@ -158,6 +158,24 @@ async def test_enqueue_immediate_is_pending(backend: Backend) -> None:
     await invariants(backend, job.id)
 
 
+@pytest.mark.parametrize("with_options", [False, True])
+async def test_every_job_of_one_enqueue_call_is_stored_as_answered(backend: Backend, with_options: bool) -> None:
+    """Plain jobs take enqueue.lua's short loop (no options), a call with any option the full one."""
+    specs = [spec({"i": i}) for i in range(5)]
+    if with_options:
+        specs += [spec({"i": 5}, priority=4), spec({"i": 6}, delay=30), spec({"i": 7}, idempotency_key="k7")]
+    out = await backend.enqueue_many(specs)
+    assert [e.job.payload for e in out] == [s.payload for s in specs] and all(e.created for e in out)
+    for e in out:
+        stored = await backend.get_job(e.job.id)
+        assert stored is not None and stored.to_dict() == e.job.to_dict()
+        await invariants(backend, e.job.id)
+    claimed = (await backend.claim("default", 10, LEASE_MS)).jobs
+    # priority first, then in order (the keyed job last); the delayed one waits
+    expected = [5, 0, 1, 2, 3, 4, 7] if with_options else [0, 1, 2, 3, 4]
+    assert [c.job.payload for c in claimed] == [{"i": i} for i in expected]
+
+
 async def test_a_job_a_caller_holds_is_its_own(backend: Backend) -> None:
     """Changing a returned job changes nothing stored (the in-memory store hands out copies)."""
     job = await enq(backend)
