@@ -179,7 +179,7 @@ class Job:
     def copy(self) -> Job:
         """A shallow copy, as ``dataclasses.replace(job)`` makes: 0.55 us against its 3.0 (it
         looks the fields up on every call). The in-memory backend hands out one per job read."""
-        return Job(*_job_values(self))
+        return type(self)(*_job_values(self))
 
     def to_dict(self) -> JobDict:
         return {

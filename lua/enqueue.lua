@@ -105,7 +105,7 @@ local function score(pri)
   return v
 end
 local made, queued = 0, 0  -- jobs written (their keys are fresh's, in order), ready ones
-if step == 3 then  -- no job has options: each is ready now at priority 0, as the loop below would
+if step == 3 then  -- no job has options: each is ready now at priority 0, as the general loop would
   -- make it, without its per-job parsing and tests: 30,126 -> 26,880 instructions a job in
   -- calls of 100 (bench_redis_instructions.py), 32,710 -> 29,339 in calls of 30
   local ready_now = score('0')
@@ -116,41 +116,42 @@ if step == 3 then  -- no job has options: each is ready now at priority 0, as th
     rcall('HSET', fresh[made], 'm', ARGV[i + 1], 'p', ARGV[i + 2], 'ca', now_s, 'st', PENDING)
     out[made + 1] = 0
   end
-  first = last + 1  -- the general loop has nothing left
-end
-for i = first, last, step do
-  local id, m, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local delay, run_at, pri, idem, fp = options(step == 4 and ARGV[i + 3] or '')
-  n = n + 1
-  if replays[i] then  -- the check pass decides, so fresh lines up (a key may name an id written here)
-    local hit = live(idem)  -- a repeat within this call finds the first, written by now
-    out[n] = hit and string.sub(hit, 1, string.find(hit, ' ', 1, true) - 1) or ''
-  else
-    made = made + 1
-    local jk = fresh[made]
-    local run = now + tonumber(delay)
-    if run_at ~= '-1' then run = tonumber(run_at) end
-    -- the tab says "no run or idem field" to claim: never on a job that has one
-    if (run > now or idem ~= '') and string.byte(m, -1) == 9 then m = string.sub(m, 1, -2) end
-    -- att and ua are left out until they change (0 and ca): a waiting job stays small
-    if run > now then
-      run = fmt('%d', run)
-      later[#later + 1] = run
-      later[#later + 1] = id
-      rcall('HSET', jk, 'm', m, 'p', payload, 'ca', now_s, 'st', SCHEDULED, 'run', run)
-      out[n] = 1
+else
+  for i = first, last, step do
+    local id, m, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+    local delay, run_at, pri, idem, fp = options(ARGV[i + 3])  -- step is 4 here
+    n = n + 1
+    if replays[i] then  -- the check pass decides, so fresh lines up (a key may name an id written here)
+      local hit = live(idem)  -- a repeat within this call finds the first, written by now
+      out[n] = hit and string.sub(hit, 1, string.find(hit, ' ', 1, true) - 1) or ''
     else
-      queued = queued + 2
-      now_ready[queued - 1], now_ready[queued] = score(pri), id
-      rcall('HSET', jk, 'm', m, 'p', payload, 'ca', now_s, 'st', PENDING)
-      out[n] = 0
-    end
-    if idem ~= '' then
-      rcall('SET', p .. 'idem:' .. idem, id .. ' ' .. fp, 'PX', ARGV[1])
-      rcall('HSET', jk, 'idem', idem, 'fp', fp)
+      made = made + 1
+      local jk = fresh[made]
+      local run = now + tonumber(delay)
+      if run_at ~= '-1' then run = tonumber(run_at) end
+      -- the tab says "no run or idem field" to claim: never on a job that has one
+      if (run > now or idem ~= '') and string.byte(m, -1) == 9 then m = string.sub(m, 1, -2) end
+      -- att and ua are left out until they change (0 and ca): a waiting job stays small
+      if run > now then
+        run = fmt('%d', run)
+        later[#later + 1] = run
+        later[#later + 1] = id
+        rcall('HSET', jk, 'm', m, 'p', payload, 'ca', now_s, 'st', SCHEDULED, 'run', run)
+        out[n] = 1
+      else
+        queued = queued + 2
+        now_ready[queued - 1], now_ready[queued] = score(pri), id
+        rcall('HSET', jk, 'm', m, 'p', payload, 'ca', now_s, 'st', PENDING)
+        out[n] = 0
+      end
+      if idem ~= '' then
+        rcall('SET', p .. 'idem:' .. idem, id .. ' ' .. fp, 'PX', ARGV[1])
+        rcall('HSET', jk, 'idem', idem, 'fp', fp)
+      end
     end
   end
 end
+
 if #now_ready > 0 then
   -- kept in the skiplist encoding, as claim.lua keeps the running set (see there): in the
   -- listpack one each ZADD of a job, and claim's removal, scans or moves a list of up to 128

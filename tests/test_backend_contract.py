@@ -177,7 +177,8 @@ async def test_every_job_of_one_enqueue_call_is_stored_as_answered(backend: Back
 
 
 async def test_a_job_a_caller_holds_is_its_own(backend: Backend) -> None:
-    """Changing a returned job changes nothing stored (the in-memory store hands out copies)."""
+    """Setting a returned job's fields changes nothing stored (the in-memory store hands out
+    copies; they are shallow there: a payload dict is the stored one, as before)."""
     job = await enq(backend)
     job.status, job.attempts = S.DONE, 9
     read = await backend.get_job(job.id)

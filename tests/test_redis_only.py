@@ -875,3 +875,21 @@ async def test_upgrade_older_done_listing_is_pruned_and_unlisted_done_records_go
     raw.hset(keys.job_key("default", stale.id), "fa", int(time.time() * 1000) - 61_000)
     assert (await b.get_job(fresh.id)) is not None
     assert (await b.get_job(stale.id)) is None
+
+
+@pytest.mark.parametrize("options", [{}, {"priority": 2}], ids=["no-options", "options-no-key"])
+async def test_an_enqueue_call_naming_a_taken_id_writes_nothing(
+    make_redis: Callable[..., Any], raw: redis.Redis, options: dict[str, Any]
+) -> None:
+    """enqueue.lua's check pass for a call without keys (its short and full write loops): an id
+    that names a stored job refuses the whole call (-7), before any write."""
+    b: RedisBackend = await make_redis()
+    held = (await b.enqueue(spec())).job
+    specs = [spec(**options), spec(**options)]
+    ids = ["999999999999999999", held.id]  # a fresh id first: the refusal must not write it
+    keys_before = set(raw.scan_iter(count=1000))
+    res = await b._run("enqueue", "default", b._args("default", specs, ids, [0, 1], False))
+    assert res == [-7]
+    assert set(raw.scan_iter(count=1000)) == keys_before
+    stored = await b.get_job(held.id)
+    assert stored is not None and stored.to_dict() == held.to_dict()
