@@ -177,19 +177,29 @@ async def test_every_job_of_one_enqueue_call_is_stored_as_answered(backend: Back
 
 
 async def test_a_job_a_caller_holds_is_its_own(backend: Backend) -> None:
-    """Setting a returned job's fields changes nothing stored (the in-memory store hands out
-    copies; they are shallow there: a payload dict is the stored one, as before)."""
-    job = await enq(backend)
+    """Changing a returned job, its fields or the JSON values in them, changes nothing stored: a
+    handler that edits its payload does not change what a retry runs with."""
+    job = await enq(backend, {"n": 1, "tags": ["a"]})
     job.status, job.attempts = S.DONE, 9
+    job.payload["n"] = 2  # type: ignore[index]
     read = await backend.get_job(job.id)
-    assert read is not None and (read.status, read.attempts) == (S.PENDING, 0)
+    assert read is not None and (read.status, read.attempts, read.payload) == (S.PENDING, 0, {"n": 1, "tags": ["a"]})
     read.priority = 7
+    read.payload["tags"].append("b")  # type: ignore[index]
     (claimed,) = (await backend.claim("default", 1, 30_000)).jobs
+    assert claimed.job.payload == {"n": 1, "tags": ["a"]}
+    claimed.job.payload["n"] = 3  # type: ignore[index]
     claimed.job.errors.append({"error": "mine"})
-    claimed.job.lease = 99
     stored = await backend.get_job(job.id)
     assert stored is not None
     assert (stored.status, stored.priority, stored.errors, stored.lease) == (S.RUNNING, 0, [], claimed.token)
+    claimed.job.errors.clear()
+    await backend.fail(claimed.job, claimed.token, "boom", 0)
+    (again,) = (await backend.claim("default", 1, 30_000)).jobs
+    assert again.job.payload == {"n": 1, "tags": ["a"]}  # the retry runs with what was submitted
+    again.job.errors[0]["error"] = "changed"
+    stored = await backend.get_job(job.id)
+    assert stored is not None and stored.errors[0]["error"] == "boom"
 
 
 async def test_enqueue_delayed_is_scheduled(backend: Backend) -> None:
