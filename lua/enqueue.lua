@@ -65,20 +65,21 @@ local replays = {}  -- the jobs this pass found to replay a key (by argument ind
 local pj = p .. 'j:'
 if ARGV[6] ~= '1' then  -- no job has a key: every one is fresh
   for i = first, last, step do fresh[#fresh + 1] = pj .. ARGV[i] end
-end
-for i = first, ARGV[6] == '1' and last or first - 1, step do
-  local id, idem, fp = ARGV[i], select(4, options(ARGV[i + 3]))  -- keys: step is 4
-  local hit = false
-  if idem ~= '' then
-    hit = live(idem)
-    if hit then
-      local sp = string.find(hit, ' ', 1, true)
-      if string.sub(hit, sp + 1) ~= fp then return {-6, (i - first) / step, string.sub(hit, 1, sp - 1)} end
-    elseif seen[idem] and seen[idem] ~= fp then return {-6, (i - first) / step, ''}
-    elseif seen[idem] then hit = true end
-    seen[idem] = fp
+else
+  for i = first, last, step do
+    local id, idem, fp = ARGV[i], select(4, options(ARGV[i + 3]))  -- keys: step is 4
+    local hit = false
+    if idem ~= '' then
+      hit = live(idem)
+      if hit then
+        local sp = string.find(hit, ' ', 1, true)
+        if string.sub(hit, sp + 1) ~= fp then return {-6, (i - first) / step, string.sub(hit, 1, sp - 1)} end
+      elseif seen[idem] and seen[idem] ~= fp then return {-6, (i - first) / step, ''}
+      elseif seen[idem] then hit = true end
+      seen[idem] = fp
+    end
+    if hit then replays[i] = true else fresh[#fresh + 1] = pj .. id end
   end
-  if hit then replays[i] = true else fresh[#fresh + 1] = pj .. id end
 end
 for i = 1, #fresh, 1000 do  -- unpack has a limit (8000 values)
   if rcall('EXISTS', unpack(fresh, i, math.min(i + 999, #fresh))) > 0 then return {-7} end

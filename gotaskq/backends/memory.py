@@ -58,10 +58,7 @@ def _handed_out(job: Job) -> Job:
         out.payload = orjson.loads(orjson.dumps(out.payload))
     if isinstance(out.result, dict | list):
         out.result = orjson.loads(orjson.dumps(out.result))
-    if out.errors:
-        out.errors = [dict(e) for e in out.errors]
-    else:
-        out.errors = []  # the stored list grows on a failure: not the caller's
+    out.errors = [dict(e) for e in out.errors]  # the stored list grows on a failure: not the caller's
     if out.progress_info is not None:
         out.progress_info = dict(out.progress_info)
     return out
